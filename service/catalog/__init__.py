@@ -1,0 +1,1 @@
+"""Slots (placements) and their content variants."""

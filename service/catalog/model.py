@@ -1,0 +1,76 @@
+"""The catalog's domain objects and their hot-path index.
+
+A :class:`Catalog` is immutable: a new configuration is a new object, swapped
+in as one reference, so a decision sees the old or the new catalog, never a mix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.features.schema import VARIANT_FEATURES
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A piece of content that may appear in a placement."""
+
+    id: str
+    content: dict[str, Any]
+    category: str
+    tags: tuple[str, ...] = ()
+    price_band: int = 0
+    discount: float = 0.0
+    priority: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A slot on a page: its candidate variants, default, and policy shares."""
+
+    name: str
+    description: str
+    variants: tuple[Variant, ...]
+    default_variant: Variant
+    explore_share: float = 0.0
+    holdout_share: float = 0.0
+    static_features: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.zeros((0, len(VARIANT_FEATURES)))
+    )
+
+    @property
+    def default_index(self) -> int:
+        """Position of the default variant among ``variants``."""
+        return self.variants.index(self.default_variant)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """All placements by name, plus a version label for metrics and logs."""
+
+    version: str
+    placements: dict[str, Placement]
+
+
+def static_feature_matrix(
+    variants: tuple[Variant, ...], default_id: str
+) -> npt.NDArray[np.float64]:
+    """Variant-only feature columns, computed once per catalog load (not per request)."""
+    rows = [
+        (
+            float(v.price_band),
+            1.0 if v.id == default_id else 0.0,
+            float(v.priority),
+            float(len(v.tags)),
+            float(v.discount),
+        )
+        for v in variants
+    ]
+    matrix = np.array(rows, dtype=np.float64).reshape(len(variants), len(VARIANT_FEATURES))
+    matrix.setflags(write=False)
+    return matrix

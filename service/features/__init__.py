@@ -1,0 +1,1 @@
+"""One definition of the model's features, shared by serving and training."""

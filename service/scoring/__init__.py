@@ -1,0 +1,1 @@
+"""Model bundles and the fast scoring path."""

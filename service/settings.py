@@ -1,0 +1,318 @@
+"""Typed, frozen, validated settings read from the environment in one place.
+
+Every setting is declared once in ``SPECS``: its environment variable, its
+command-line option, its default and its documentation. ``--help``, the README
+table and :func:`load_settings` are all derived from that list, so they cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+DEFAULT_MODEL_DIR = REPO_DIR / "models" / "default"
+DEFAULT_CATALOG = PACKAGE_DIR / "data" / "demo_catalog.json"
+
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.\-]+(:\d{1,5})?$")
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The service's configuration. Build it with :func:`load_settings`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    redis_url: str | None = None
+    data_dir: Path = Path(".persona")
+    model_dir: Path = DEFAULT_MODEL_DIR
+    catalog_path: Path = DEFAULT_CATALOG
+    cache_dir: Path | None = None
+    decide_deadline_ms: float = 5.0
+    redis_timeout_ms: float = 3.0
+    redis_connect_timeout_ms: float = 250.0
+    redis_client: str = "fast"
+    breaker_failures: int = 5
+    breaker_cooldown_ms: float = 1000.0
+    cookie_name: str = "persona_vid"
+    cookie_secrets: tuple[str, ...] = ()
+    cookie_max_age_s: int = 396 * 86400
+    cookie_secure: str = "auto"
+    cookie_domain: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 64 * 1024
+    max_placements: int = 10
+    affinity_half_life_days: float = 14.0
+    holdout_seed: str = "persona-holdout-v1"
+    uvloop: bool = True
+    log_level: str = "INFO"
+    redis_server_bin: str = "redis-server"
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        """Where compiled models are cached (``cache_dir`` or ``data_dir/cache``)."""
+        return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """How one setting is read: variable, option, parser and help text."""
+
+    field: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def option(self) -> str:
+        """The command-line option that overrides the variable."""
+        return "--" + self.field.replace("_", "-")
+
+    @property
+    def default(self) -> Any:
+        """The default value, taken from :class:`Settings`."""
+        for f in dataclasses.fields(Settings):
+            if f.name == self.field:
+                return f.default
+        raise KeyError(self.field)
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _float_range(lo: float, hi: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}")
+        return value
+
+    return parse
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+def _secrets(raw: str) -> tuple[str, ...]:
+    items = tuple(s.strip() for s in raw.split(",") if s.strip())
+    for item in items:
+        if len(item) < 32:
+            raise ValueError("each secret must be at least 32 characters")
+    return items
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    items = tuple(s.strip().rstrip("/") for s in raw.split(",") if s.strip())
+    for item in items:
+        if item == "*" or not _ORIGIN_RE.match(item):
+            raise ValueError(f"{item!r} is not an origin like https://www.example.com")
+    return items
+
+
+def _redis_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return value
+
+
+def _optional(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw).expanduser() if raw.strip() else None
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("host", "PERSONA_HOST", str, "Address to listen on."),
+    Spec("port", "PERSONA_PORT", _int_range(1, 65535), "TCP port to listen on."),
+    Spec(
+        "workers",
+        "PERSONA_WORKERS",
+        _int_range(1, 64),
+        "Worker processes sharing the port (SO_REUSEPORT); one per core is right.",
+    ),
+    Spec(
+        "redis_url",
+        "PERSONA_REDIS_URL",
+        _redis_url,
+        "Redis to use, e.g. redis://10.0.0.5:6379/0. Empty: start a private "
+        "redis-server (AOF on) with its data under PERSONA_DATA_DIR.",
+    ),
+    Spec("data_dir", "PERSONA_DATA_DIR", _path, "Local folder for the private Redis and caches."),
+    Spec("model_dir", "PERSONA_MODEL_DIR", _path, "Model bundle folder (model.txt + manifest)."),
+    Spec("catalog_path", "PERSONA_CATALOG", _path, "JSON file with the slots and variants."),
+    Spec(
+        "cache_dir",
+        "PERSONA_CACHE_DIR",
+        _optional_path,
+        "Where compiled models are cached by hash (default: PERSONA_DATA_DIR/cache).",
+    ),
+    Spec(
+        "decide_deadline_ms",
+        "PERSONA_DECIDE_DEADLINE_MS",
+        _float_range(0.5, 1000),
+        "Budget for one decision; past it the slot's default is served.",
+    ),
+    Spec(
+        "redis_timeout_ms",
+        "PERSONA_REDIS_TIMEOUT_MS",
+        _float_range(0.1, 1000),
+        "Timeout of the decision's one Redis read (capped by the deadline).",
+    ),
+    Spec(
+        "redis_connect_timeout_ms",
+        "PERSONA_REDIS_CONNECT_TIMEOUT_MS",
+        _float_range(1, 10000),
+        "Timeout for opening a Redis connection.",
+    ),
+    Spec(
+        "redis_client",
+        "PERSONA_REDIS_CLIENT",
+        _choice("fast", "redispy"),
+        "Client for the decision read: 'fast' (pipelined hiredis protocol) or 'redispy'.",
+    ),
+    Spec(
+        "breaker_failures",
+        "PERSONA_BREAKER_FAILURES",
+        _int_range(1, 1000),
+        "Consecutive Redis failures that open the circuit breaker.",
+    ),
+    Spec(
+        "breaker_cooldown_ms",
+        "PERSONA_BREAKER_COOLDOWN_MS",
+        _float_range(10, 600000),
+        "How long an open breaker fails fast before it probes Redis again.",
+    ),
+    Spec("cookie_name", "PERSONA_COOKIE_NAME", str, "Name of the visitor cookie."),
+    Spec(
+        "cookie_secrets",
+        "PERSONA_COOKIE_SECRETS",
+        _secrets,
+        "Comma-separated HMAC keys (>= 32 chars); the first signs, all verify. "
+        "Empty: a key is generated once and kept in PERSONA_DATA_DIR/secrets.json.",
+    ),
+    Spec(
+        "cookie_max_age_s",
+        "PERSONA_COOKIE_MAX_AGE_S",
+        _int_range(60, 2 * 366 * 86400),
+        "Lifetime of the visitor cookie in seconds (default 396 days, about 13 months).",
+    ),
+    Spec(
+        "cookie_secure",
+        "PERSONA_COOKIE_SECURE",
+        _choice("auto", "true", "false"),
+        "Secure flag: 'auto' sets it when the request came over HTTPS.",
+    ),
+    Spec("cookie_domain", "PERSONA_COOKIE_DOMAIN", _optional, "Domain attribute of the cookie."),
+    Spec(
+        "cors_origins",
+        "PERSONA_CORS_ORIGINS",
+        _origins,
+        "Comma-separated origins allowed to call the API from a browser (never '*').",
+    ),
+    Spec(
+        "max_body_bytes",
+        "PERSONA_MAX_BODY_BYTES",
+        _int_range(1024, 16 * 1024 * 1024),
+        "Largest request body accepted; larger ones get 413.",
+    ),
+    Spec(
+        "max_placements",
+        "PERSONA_MAX_PLACEMENTS",
+        _int_range(1, 100),
+        "Most placements one decide call may ask for.",
+    ),
+    Spec(
+        "affinity_half_life_days",
+        "PERSONA_AFFINITY_HALF_LIFE_DAYS",
+        _float_range(0.01, 3650),
+        "Half-life of category and tag affinities.",
+    ),
+    Spec("holdout_seed", "PERSONA_HOLDOUT_SEED", str, "Seed of the sticky holdout assignment."),
+    Spec("uvloop", "PERSONA_UVLOOP", _bool, "Use uvloop when it is installed."),
+    Spec(
+        "log_level",
+        "PERSONA_LOG_LEVEL",
+        _choice("debug", "info", "warning", "error"),
+        "Log level.",
+    ),
+    Spec(
+        "redis_server_bin",
+        "PERSONA_REDIS_SERVER_BIN",
+        str,
+        "redis-server binary used for the private Redis.",
+    ),
+)
+
+
+def load_settings(
+    env: Mapping[str, str], overrides: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings from environment variables, then command-line overrides.
+
+    Raises :class:`SettingsError` naming the variable (or option) at fault.
+    """
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        source = spec.env
+        raw = env.get(spec.env)
+        if overrides is not None and overrides.get(spec.field) is not None:
+            raw = overrides[spec.field]
+            source = spec.option
+        if raw is None:
+            continue
+        try:
+            values[spec.field] = spec.parse(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}={raw!r}: {exc}") from None
+    settings = Settings(**values)
+    if settings.log_level != settings.log_level.upper():
+        settings = dataclasses.replace(settings, log_level=settings.log_level.upper())
+    if settings.redis_timeout_ms > settings.decide_deadline_ms:
+        raise SettingsError(
+            "PERSONA_REDIS_TIMEOUT_MS must not exceed PERSONA_DECIDE_DEADLINE_MS "
+            f"({settings.redis_timeout_ms} > {settings.decide_deadline_ms})"
+        )
+    return settings
