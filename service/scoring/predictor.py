@@ -60,8 +60,7 @@ class BoosterPredictor:
 
     def predict(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """Probabilities for each row."""
-        out: npt.NDArray[np.float64] = self._booster.predict(rows, num_threads=1)
-        return out
+        return np.asarray(self._booster.predict(rows, num_threads=1), dtype=np.float64)
 
 
 def compiled_cache_path(bundle: Bundle, cache_dir: Path) -> Path:

@@ -1,0 +1,1 @@
+"""The decision core: transport-neutral, called by the HTTP handlers."""

@@ -1,0 +1,211 @@
+"""The decision core: identify → one Redis read → features → score → choose.
+
+Transport-neutral: the HTTP handlers parse and serialize, this module decides.
+Every failure on the way becomes the slot's default with a ``fallback``
+reason; nothing here raises to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+
+import numpy as np
+
+from service.catalog.model import Catalog, Placement
+from service.decide.choice import choose, in_holdout
+from service.decide.types import DecideRequest, Decision, StageTimes
+from service.features.builder import VisitorView, rows_for_view, visitor_view
+from service.features.profile import Profile, decode_profile
+from service.metrics import Metrics
+from service.scoring.bundle import Manifest
+from service.scoring.predictor import Predictor
+from service.store.errors import StoreError
+from service.store.profiles import ProfileStore
+
+log = logging.getLogger(__name__)
+
+SCORING_RESERVE_S = 0.0005
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A model ready to score, with its manifest."""
+
+    predictor: Predictor
+    manifest: Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """The engine's knobs, taken from the settings."""
+
+    deadline_s: float
+    redis_timeout_s: float
+    half_life_s: float
+    holdout_seed: str
+
+
+class DecisionEngine:
+    """Makes decisions against the current catalog and model (both swappable)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        store: ProfileStore,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.catalog: Catalog | None = None
+        self.model: LoadedModel | None = None
+
+    def new_decision_id(self, now: float) -> str:
+        """A time-ordered, unique decision id (27 hex characters)."""
+        return f"{int(now * 1000):011x}{self.rng.getrandbits(64):016x}"
+
+    async def _read_profile(
+        self, visitor_id: str, started: float
+    ) -> tuple[Profile | None, str | None, float]:
+        remaining = self.config.deadline_s - (perf_counter() - started) - SCORING_RESERVE_S
+        timeout = max(min(self.config.redis_timeout_s, remaining), 0.0001)
+        t = perf_counter()
+        try:
+            raw = await self.store.read(visitor_id, timeout)
+        except StoreError as exc:
+            self.metrics.redis_errors.labels(exc.reason).inc()
+            return None, exc.reason, perf_counter() - t
+        finally:
+            self.metrics.breaker_state.set(self.store.breaker.state)
+        profile = decode_profile(raw)
+        if raw is not None and profile is None:
+            self.metrics.profile_decode_errors.inc()
+        return profile, None, perf_counter() - t
+
+    async def decide(self, req: DecideRequest, started: float) -> tuple[list[Decision], StageTimes]:
+        """Decide every requested placement; never raises."""
+        now = self.clock()
+        catalog, model = self.catalog, self.model
+        wanted = [
+            catalog.placements[p] for p in req.placements
+            if catalog is not None and p in catalog.placements
+        ]
+        profile: Profile | None = None
+        reason: str | None = None
+        redis_s = 0.0
+        if wanted and req.identity.known:
+            profile, reason, redis_s = await self._read_profile(req.identity.visitor_id, started)
+        if reason is None and model is None:
+            reason = "no_model"
+        view: VisitorView | None = None
+        features_s = score_s = 0.0
+        decisions: list[Decision] = []
+        for name in req.placements:
+            placement = catalog.placements.get(name) if catalog is not None else None
+            if placement is None:
+                why = "unknown_placement" if catalog is not None else "no_catalog"
+                decisions.append(self._unknown(name, why, now))
+                continue
+            if reason is not None:
+                decisions.append(self._default(placement, "fallback", reason, now, model))
+                continue
+            assert model is not None
+            if in_holdout(self.config.holdout_seed, req.identity.visitor_id, name,
+                          placement.holdout_share):
+                decisions.append(self._default(placement, "holdout", None, now, model))
+                continue
+            t0 = perf_counter()
+            if view is None:
+                view = visitor_view(profile, now, self.config.half_life_s)
+            rows = rows_for_view(view, req.context, placement, now)
+            t1 = perf_counter()
+            try:
+                scores = model.predictor.predict(rows)
+            except Exception:
+                log.exception("scoring failed for placement %s", name)
+                decisions.append(self._default(placement, "fallback", "score_error", now, model))
+                continue
+            t2 = perf_counter()
+            features_s += t1 - t0
+            score_s += t2 - t1
+            decisions.append(self._scored(placement, scores, req.include_scores, now, model))
+        return decisions, StageTimes(redis=redis_s, features=features_s, score=score_s)
+
+    def _scored(
+        self,
+        placement: Placement,
+        scores: object,
+        include_scores: bool,
+        now: float,
+        model: LoadedModel,
+    ) -> Decision:
+        values = np.asarray(scores, dtype=np.float64)
+        choice = choose(values, placement.explore_share, self.rng.random(), self.rng.random())
+        variant = placement.variants[choice.index]
+        self.metrics.decision(placement.name, choice.policy).inc()
+        ranked = None
+        if include_scores:
+            order = np.argsort(-values, kind="stable")
+            ranked = tuple((placement.variants[i].id, float(values[i])) for i in order)
+        return Decision(
+            placement=placement.name,
+            decision_id=self.new_decision_id(now),
+            variant_id=variant.id,
+            content=variant.content,
+            policy=choice.policy,
+            fallback=None,
+            propensity=choice.propensity,
+            model_version=model.manifest.version,
+            scores=ranked,
+        )
+
+    def _default(
+        self,
+        placement: Placement,
+        policy: str,
+        reason: str | None,
+        now: float,
+        model: LoadedModel | None,
+    ) -> Decision:
+        self.metrics.decision(placement.name, policy).inc()
+        if reason is not None:
+            self.metrics.fallback[reason].inc()
+        variant = placement.default_variant
+        return Decision(
+            placement=placement.name,
+            decision_id=self.new_decision_id(now),
+            variant_id=variant.id,
+            content=variant.content,
+            policy=policy,
+            fallback=reason,
+            propensity=1.0,
+            model_version=model.manifest.version if model is not None else None,
+        )
+
+    def _unknown(self, name: str, reason: str, now: float) -> Decision:
+        self.metrics.decision("unknown", "fallback").inc()
+        self.metrics.fallback[reason].inc()
+        message = (
+            f"unknown placement {name!r}" if reason == "unknown_placement"
+            else "no catalog is loaded"
+        )
+        return Decision(
+            placement=name,
+            decision_id=self.new_decision_id(now),
+            variant_id=None,
+            content=None,
+            policy="fallback",
+            fallback=reason,
+            propensity=1.0,
+            model_version=None,
+            error=message,
+        )

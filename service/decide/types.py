@@ -1,0 +1,61 @@
+"""The decision core's inputs and outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from service.features.context import Context
+from service.identity.visitor import Identity
+
+
+@dataclass(frozen=True, slots=True)
+class DecideRequest:
+    """A validated request for one or more placements."""
+
+    placements: tuple[str, ...]
+    context: Context
+    identity: Identity
+    include_scores: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for one placement."""
+
+    placement: str
+    decision_id: str
+    variant_id: str | None
+    content: dict[str, Any] | None
+    policy: str
+    fallback: str | None
+    propensity: float
+    model_version: str | None
+    scores: tuple[tuple[str, float], ...] | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The decision as the API returns it."""
+        out: dict[str, Any] = {
+            "decision_id": self.decision_id,
+            "variant_id": self.variant_id,
+            "content": self.content,
+            "policy": self.policy,
+            "fallback": self.fallback,
+            "model_version": self.model_version,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        if self.scores is not None:
+            out["propensity"] = self.propensity
+            out["scores"] = [{"variant_id": v, "score": s} for v, s in self.scores]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimes:
+    """Seconds spent per stage of one decide call (for the metrics)."""
+
+    redis: float = 0.0
+    features: float = 0.0
+    score: float = 0.0

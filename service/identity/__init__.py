@@ -1,0 +1,1 @@
+"""Recognizing the visitor: signed cookies and visitor ids."""

@@ -1,0 +1,1 @@
+"""Adapters for Redis: the decision path's profile read and its safeguards."""
