@@ -14,18 +14,62 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (
-    0.0001, 0.00015, 0.0002, 0.00025, 0.0003, 0.0004, 0.0005, 0.0006, 0.00075,
-    0.001, 0.00125, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.0075,
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    0.0001,
+    0.00015,
+    0.0002,
+    0.00025,
+    0.0003,
+    0.0004,
+    0.0005,
+    0.0006,
+    0.00075,
+    0.001,
+    0.00125,
+    0.0015,
+    0.002,
+    0.0025,
+    0.003,
+    0.004,
+    0.005,
+    0.0075,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
 )
 STAGE_BUCKETS = (
-    0.000005, 0.00001, 0.00002, 0.00003, 0.00005, 0.000075, 0.0001, 0.00015,
-    0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.002, 0.003, 0.005, 0.01, 0.05,
+    0.000005,
+    0.00001,
+    0.00002,
+    0.00003,
+    0.00005,
+    0.000075,
+    0.0001,
+    0.00015,
+    0.0002,
+    0.0003,
+    0.0005,
+    0.00075,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.01,
+    0.05,
 )
 STAGES = ("identify", "redis", "features", "score", "serialize")
 FALLBACK_REASONS = (
-    "redis_timeout", "redis_unavailable", "no_model", "score_error",
-    "unknown_placement", "no_catalog",
+    "redis_timeout",
+    "redis_unavailable",
+    "no_model",
+    "score_error",
+    "unknown_placement",
+    "no_catalog",
+    "internal_error",
 )
 POLICIES = ("model", "explore", "holdout", "fallback")
 
@@ -44,38 +88,52 @@ class Metrics:
         self.request_seconds = Histogram(
             "persona_http_request_duration_seconds",
             "Time to answer an HTTP request, by endpoint, measured in the service.",
-            ["endpoint"], buckets=LATENCY_BUCKETS, registry=r,
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.responses = Counter(
-            "persona_http_responses_total", "HTTP responses by endpoint and status.",
-            ["endpoint", "status"], registry=r,
+            "persona_http_responses_total",
+            "HTTP responses by endpoint and status.",
+            ["endpoint", "status"],
+            registry=r,
         )
         self.stage_seconds = Histogram(
             "persona_decide_stage_duration_seconds",
             "Time spent in each stage of a decide call.",
-            ["stage"], buckets=STAGE_BUCKETS, registry=r,
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
         )
         self.decisions = Counter(
-            "persona_decisions_total", "Decisions by placement and policy.",
-            ["placement", "policy"], registry=r,
+            "persona_decisions_total",
+            "Decisions by placement and policy.",
+            ["placement", "policy"],
+            registry=r,
         )
         self.fallbacks = Counter(
-            "persona_fallbacks_total", "Decisions answered with the default, by reason.",
-            ["reason"], registry=r,
+            "persona_fallbacks_total",
+            "Decisions answered with the default, by reason.",
+            ["reason"],
+            registry=r,
         )
         self.redis_errors = Counter(
-            "persona_redis_errors_total", "Failed Redis reads on the decision path, by kind.",
-            ["kind"], registry=r,
+            "persona_redis_errors_total",
+            "Failed Redis reads on the decision path, by kind.",
+            ["kind"],
+            registry=r,
         )
         self.breaker_state = Gauge(
             "persona_redis_breaker_state",
             "Circuit breaker on the decision path: 0 closed, 1 open, 2 half-open.",
-            registry=r, multiprocess_mode="max",
+            registry=r,
+            multiprocess_mode="max",
         )
         self.cookies = Counter(
             "persona_visitor_cookies_total",
             "Visitor identification outcomes (valid, refreshed, minted, rejected, explicit).",
-            ["outcome"], registry=r,
+            ["outcome"],
+            registry=r,
         )
         self.profile_decode_errors = Counter(
             "persona_profile_decode_errors_total",
@@ -83,16 +141,24 @@ class Metrics:
             registry=r,
         )
         self.model_info = Gauge(
-            "persona_model_info", "The loaded model (value 1), by version and predictor.",
-            ["version", "predictor", "schema_hash"], registry=r, multiprocess_mode="max",
+            "persona_model_info",
+            "The loaded model (value 1), by version and predictor.",
+            ["version", "predictor", "schema_hash"],
+            registry=r,
+            multiprocess_mode="max",
         )
         self.model_loaded = Gauge(
-            "persona_model_loaded", "1 when a model is loaded, 0 when decisions fall back.",
-            registry=r, multiprocess_mode="min",
+            "persona_model_loaded",
+            "1 when a model is loaded, 0 when decisions fall back.",
+            registry=r,
+            multiprocess_mode="min",
         )
         self.catalog_info = Gauge(
-            "persona_catalog_info", "The loaded catalog (value 1), by version.",
-            ["version"], registry=r, multiprocess_mode="max",
+            "persona_catalog_info",
+            "The loaded catalog (value 1), by version.",
+            ["version"],
+            registry=r,
+            multiprocess_mode="max",
         )
         self.stage = {s: self.stage_seconds.labels(s) for s in STAGES}
         self.fallback = {r_: self.fallbacks.labels(r_) for r_ in FALLBACK_REASONS}

@@ -287,9 +287,7 @@ SPECS: tuple[Spec, ...] = (
 )
 
 
-def load_settings(
-    env: Mapping[str, str], overrides: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(env: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Settings:
     """Build settings from environment variables, then command-line overrides.
 
     Raises :class:`SettingsError` naming the variable (or option) at fault.

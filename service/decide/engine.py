@@ -96,7 +96,8 @@ class DecisionEngine:
         now = self.clock()
         catalog, model = self.catalog, self.model
         wanted = [
-            catalog.placements[p] for p in req.placements
+            catalog.placements[p]
+            for p in req.placements
             if catalog is not None and p in catalog.placements
         ]
         profile: Profile | None = None
@@ -113,15 +114,16 @@ class DecisionEngine:
             placement = catalog.placements.get(name) if catalog is not None else None
             if placement is None:
                 why = "unknown_placement" if catalog is not None else "no_catalog"
-                decisions.append(self._unknown(name, why, now))
+                decisions.append(self.unknown_decision(name, why, now))
                 continue
             if reason is not None:
-                decisions.append(self._default(placement, "fallback", reason, now, model))
+                decisions.append(self.default_decision(placement, "fallback", reason, now, model))
                 continue
             assert model is not None
-            if in_holdout(self.config.holdout_seed, req.identity.visitor_id, name,
-                          placement.holdout_share):
-                decisions.append(self._default(placement, "holdout", None, now, model))
+            if in_holdout(
+                self.config.holdout_seed, req.identity.visitor_id, name, placement.holdout_share
+            ):
+                decisions.append(self.default_decision(placement, "holdout", None, now, model))
                 continue
             t0 = perf_counter()
             if view is None:
@@ -132,7 +134,9 @@ class DecisionEngine:
                 scores = model.predictor.predict(rows)
             except Exception:
                 log.exception("scoring failed for placement %s", name)
-                decisions.append(self._default(placement, "fallback", "score_error", now, model))
+                decisions.append(
+                    self.default_decision(placement, "fallback", "score_error", now, model)
+                )
                 continue
             t2 = perf_counter()
             features_s += t1 - t0
@@ -168,7 +172,21 @@ class DecisionEngine:
             scores=ranked,
         )
 
-    def _default(
+    def fallback_all(self, names: tuple[str, ...], reason: str) -> list[Decision]:
+        """Defaults for every placement (used when something unforeseen broke)."""
+        now = self.clock()
+        catalog = self.catalog
+        out = []
+        for name in names:
+            placement = catalog.placements.get(name) if catalog is not None else None
+            if placement is None:
+                why = "unknown_placement" if catalog is not None else "no_catalog"
+                out.append(self.unknown_decision(name, why, now))
+            else:
+                out.append(self.default_decision(placement, "fallback", reason, now, self.model))
+        return out
+
+    def default_decision(
         self,
         placement: Placement,
         policy: str,
@@ -176,6 +194,7 @@ class DecisionEngine:
         now: float,
         model: LoadedModel | None,
     ) -> Decision:
+        """The placement's default variant, counted as ``policy`` (and ``reason``)."""
         self.metrics.decision(placement.name, policy).inc()
         if reason is not None:
             self.metrics.fallback[reason].inc()
@@ -191,11 +210,13 @@ class DecisionEngine:
             model_version=model.manifest.version if model is not None else None,
         )
 
-    def _unknown(self, name: str, reason: str, now: float) -> Decision:
+    def unknown_decision(self, name: str, reason: str, now: float) -> Decision:
+        """The answer for a placement that is not in the catalog."""
         self.metrics.decision("unknown", "fallback").inc()
         self.metrics.fallback[reason].inc()
         message = (
-            f"unknown placement {name!r}" if reason == "unknown_placement"
+            f"unknown placement {name!r}"
+            if reason == "unknown_placement"
             else "no catalog is loaded"
         )
         return Decision(

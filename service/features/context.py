@@ -11,8 +11,16 @@ REFERRERS = ("search", "social", "direct", "email", "ads", "other")
 
 _SEARCH_HOSTS = ("google.", "bing.", "duckduckgo.", "yahoo.", "ecosia.", "baidu.", "yandex.")
 _SOCIAL_HOSTS = (
-    "facebook.", "instagram.", "t.co", "twitter.", "x.com", "linkedin.", "pinterest.",
-    "reddit.", "tiktok.", "youtube.",
+    "facebook.",
+    "instagram.",
+    "t.co",
+    "twitter.",
+    "x.com",
+    "linkedin.",
+    "pinterest.",
+    "reddit.",
+    "tiktok.",
+    "youtube.",
 )
 
 

@@ -46,8 +46,9 @@ def parse_url(url: str) -> Address:
         query = dict(p.split("=", 1) for p in u.query.split("&") if "=" in p)
         return Address(None, 0, u.path, int(query.get("db", 0)), user, password, False)
     db = int(u.path.lstrip("/") or 0) if u.path not in ("", "/") else 0
-    return Address(u.hostname or "127.0.0.1", u.port or 6379, None, db, user, password,
-                   u.scheme == "rediss")
+    return Address(
+        u.hostname or "127.0.0.1", u.port or 6379, None, db, user, password, u.scheme == "rediss"
+    )
 
 
 def encode_command(*args: bytes | str | int) -> bytes:

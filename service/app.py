@@ -1,0 +1,135 @@
+"""The composition root: ``create_app(settings)`` builds the whole service.
+
+Resources (Redis clients, catalog, model) are opened in ``cleanup_ctx``
+generators and closed in reverse order; nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from service.catalog.loader import CatalogError, CatalogSource, FileCatalogSource
+from service.decide.engine import DecisionEngine, EngineConfig, LoadedModel
+from service.features.schema import schema_hash
+from service.http import decide, ops
+from service.http.middleware import cors, observe
+from service.identity.cookies import CookieSigner
+from service.keys import ENGINE, METRICS, REDIS, SETTINGS, SIGNER
+from service.metrics import Metrics
+from service.scoring.bundle import BundleError, load_bundle
+from service.scoring.predictor import load_predictor
+from service.settings import Settings
+from service.store.breaker import Breaker
+from service.store.profiles import Fetcher, PipelinedFetcher, ProfileStore, RedisPyFetcher
+from service.store.resp import PipelinedConnection
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(settings: Settings) -> aioredis.Redis:
+    """redis-py client with explicit timeouts and no retries (no retry storms)."""
+    assert settings.redis_url is not None
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=max(settings.redis_timeout_ms / 1000, 0.05),
+        socket_connect_timeout=settings.redis_connect_timeout_ms / 1000,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+        max_connections=64,
+    )
+
+
+async def load_model(settings: Settings) -> LoadedModel:
+    """Load and verify the bundle, then its fastest predictor (off the event loop)."""
+    bundle = load_bundle(settings.model_dir)
+    predictor = await asyncio.get_running_loop().run_in_executor(
+        None, load_predictor, bundle, settings.effective_cache_dir
+    )
+    return LoadedModel(predictor=predictor, manifest=bundle.manifest)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    catalog_source: CatalogSource | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """Build the service. ``settings.redis_url`` and a cookie secret must be set."""
+    if settings.redis_url is None:
+        raise ValueError("settings.redis_url must be set (the CLI starts a Redis if needed)")
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[cors, observe])
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics(registry if registry is not None else CollectorRegistry())
+    app[SIGNER] = CookieSigner(settings.cookie_secrets, settings.cookie_max_age_s)
+    source = catalog_source or FileCatalogSource(settings.catalog_path)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        metrics = app[METRICS]
+        client = redis_client(settings)
+        app[REDIS] = client
+        fetcher: Fetcher
+        conn = None
+        if settings.redis_client == "fast":
+            conn = PipelinedConnection(
+                settings.redis_url or "", settings.redis_connect_timeout_ms / 1000
+            )
+            fetcher = PipelinedFetcher(conn)
+        else:
+            fetcher = RedisPyFetcher(client)
+        breaker = Breaker(
+            settings.breaker_failures, settings.breaker_cooldown_ms / 1000, time.monotonic
+        )
+        engine = DecisionEngine(
+            EngineConfig(
+                deadline_s=settings.decide_deadline_ms / 1000,
+                redis_timeout_s=settings.redis_timeout_ms / 1000,
+                half_life_s=settings.affinity_half_life_days * 86400,
+                holdout_seed=settings.holdout_seed,
+            ),
+            ProfileStore(fetcher, breaker),
+            metrics,
+            clock=clock,
+        )
+        app[ENGINE] = engine
+        try:
+            catalog = await source.load()
+            engine.catalog = catalog
+            metrics.catalog_info.labels(catalog.version).set(1)
+        except CatalogError as exc:
+            log.error("no catalog loaded, every placement falls back: %s", exc)
+        try:
+            model = await load_model(settings)
+            engine.model = model
+            metrics.model_info.labels(
+                model.manifest.version, model.predictor.kind, schema_hash()
+            ).set(1)
+            metrics.model_loaded.set(1)
+        except BundleError as exc:
+            metrics.model_loaded.set(0)
+            log.error("no model loaded, decisions serve defaults: %s", exc)
+        yield
+        if conn is not None:
+            await conn.aclose()
+        await client.aclose()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_post("/v1/decide", decide.post_decide)
+    app.router.add_get("/v1/decide", decide.get_decide)
+    app.router.add_get("/healthz", ops.healthz)
+    app.router.add_get("/readyz", ops.readyz)
+    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get("/openapi.json", ops.openapi)
+    app.router.add_get("/demo", ops.demo)
+    app.router.add_get("/", ops.index)
+    return app

@@ -1,0 +1,1 @@
+"""HTTP transport: thin handlers over the decision core."""

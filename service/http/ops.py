@@ -1,0 +1,72 @@
+"""Operational endpoints: liveness, readiness, metrics, the OpenAPI document, the demo page."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import multiprocess as prom_multiprocess
+from redis.exceptions import RedisError
+
+from service.http.middleware import json_response
+from service.keys import ENGINE, METRICS, REDIS
+from service.metrics import multiprocess_dir
+from service.settings import PACKAGE_DIR
+
+STATIC_DIR = PACKAGE_DIR / "static"
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and its event loop answers."""
+    return json_response(200, {"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve personalized answers: Redis reachable, model and catalog loaded."""
+    engine = request.app[ENGINE]
+    try:
+        redis_ok = bool(await asyncio.wait_for(request.app[REDIS].ping(), 0.25))
+    except (RedisError, OSError, TimeoutError):
+        redis_ok = False
+    checks = {
+        "redis": redis_ok,
+        "model": engine.model is not None,
+        "catalog": engine.catalog is not None,
+    }
+    ready = all(checks.values())
+    body = {
+        "ready": ready,
+        "checks": checks,
+        "model_version": engine.model.manifest.version if engine.model else None,
+        "catalog_version": engine.catalog.version if engine.catalog else None,
+    }
+    return json_response(200 if ready else 503, body)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format (aggregated over workers when several serve)."""
+    shared = multiprocess_dir()
+    if shared is not None:
+        registry = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+    else:
+        registry = request.app[METRICS].registry
+    response = web.Response(body=generate_latest(registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def openapi(request: web.Request) -> web.FileResponse:
+    """The OpenAPI 3.1 description of the public API."""
+    return web.FileResponse(PACKAGE_DIR / "openapi.json")
+
+
+async def demo(request: web.Request) -> web.FileResponse:
+    """A demo page that fetches a personalized block."""
+    return web.FileResponse(STATIC_DIR / "demo.html")
+
+
+async def index(request: web.Request) -> web.Response:
+    """Send visitors of ``/`` to the demo page."""
+    raise web.HTTPFound("/demo")

@@ -1,0 +1,17 @@
+"""Typed keys of everything the app holds (built by ``create_app``)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from service.decide.engine import DecisionEngine
+from service.identity.cookies import CookieSigner
+from service.metrics import Metrics
+from service.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+SIGNER = web.AppKey("signer", CookieSigner)
+ENGINE = web.AppKey("engine", DecisionEngine)
+REDIS = web.AppKey("redis", aioredis.Redis)
