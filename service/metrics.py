@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 LATENCY_BUCKETS = (
     0.0001,
@@ -83,6 +83,7 @@ class Metrics:
     """The service's metrics, bound to one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        disable_created_metrics()  # the *_created series double the output for no use here
         self.registry = registry
         r = registry
         self.request_seconds = Histogram(

@@ -1,0 +1,176 @@
+"""The ``persona`` command (also ``python -m service``).
+
+``persona`` or ``persona serve`` runs the service; ``persona compile-model``
+builds the compiled predictor into the cache (used by the Dockerfile);
+``persona settings`` prints every setting as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from service.local_redis import LocalRedis, RedisNotAvailable
+from service.scoring.bundle import BundleError, load_bundle
+from service.scoring.predictor import compile_bundle
+from service.secrets_store import dev_secrets
+from service.serve import run_loop, serve_until_signal, serve_workers
+from service.settings import SPECS, Settings, SettingsError, load_settings
+
+log = logging.getLogger("persona")
+
+
+def _shown(value: object) -> str:
+    return "unset" if value in ("", None) else str(value)
+
+
+def _add_setting_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings", "each option overrides its environment variable")
+    for spec in SPECS:
+        default = spec.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        group.add_argument(
+            spec.option,
+            dest=spec.field,
+            metavar=spec.env,
+            default=None,
+            help=f"{spec.help} [env {spec.env}; default: {_shown(shown)}]",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (every option documented)."""
+    parser = argparse.ArgumentParser(
+        prog="persona",
+        description="Persona: real-time website personalization (decide in ~1 ms).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="run the service (the default command)",
+        description="Run the service: API, metrics and demo page.",
+    )
+    _add_setting_options(serve)
+    comp = sub.add_parser(
+        "compile-model",
+        help="compile the model bundle into the cache",
+        description="Compile PERSONA_MODEL_DIR's model with lleaves "
+        "into the cache, so the service starts at once.",
+    )
+    _add_setting_options(comp)
+    sub.add_parser("settings", help="print every setting as a Markdown table")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, str] = {
+        spec.field: value
+        for spec in SPECS
+        if (value := getattr(args, spec.field, None)) is not None
+    }
+    return load_settings(os.environ, overrides)
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (for the README)."""
+    lines = ["| variable | option | default | meaning |", "|---|---|---|---|"]
+    for spec in SPECS:
+        default = spec.default
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        if spec.field == "model_dir":
+            shown = "models/default"
+        elif spec.field == "catalog_path":
+            shown = "service/data/demo_catalog.json"
+        shown = "(unset)" if shown in ("", None) else f"`{shown}`"
+        lines.append(f"| `{spec.env}` | `{spec.option}` | {shown} | {spec.help} |")
+    return "\n".join(lines)
+
+
+def _compile(settings: Settings) -> int:
+    try:
+        bundle = load_bundle(settings.model_dir)
+    except BundleError as exc:
+        print(f"persona: {exc}", file=sys.stderr)
+        return 1
+    path = compile_bundle(bundle, settings.effective_cache_dir)
+    print(f"compiled model {bundle.manifest.version} -> {path}")
+    return 0
+
+
+def _serve(settings: Settings) -> int:
+    local: LocalRedis | None = None
+    if not settings.cookie_secrets:
+        settings = dataclasses.replace(settings, cookie_secrets=dev_secrets(settings.data_dir))
+        log.warning(
+            "PERSONA_COOKIE_SECRETS is not set: using a generated key from %s "
+            "(set your own in production)",
+            settings.data_dir / "secrets.json",
+        )
+    try:
+        bundle = load_bundle(settings.model_dir)
+        compile_bundle(bundle, settings.effective_cache_dir)
+    except BundleError as exc:
+        log.error("%s; the service will serve defaults until a model is available", exc)
+    except Exception as exc:
+        log.warning("cannot compile the model (%s); LightGBM's predictor will be used", exc)
+    if settings.redis_url is None:
+        local = LocalRedis(settings.data_dir / "redis", binary=settings.redis_server_bin)
+        try:
+            url = local.start()
+        except RedisNotAvailable as exc:
+            print(f"persona: {exc}", file=sys.stderr)
+            return 2
+        settings = dataclasses.replace(settings, redis_url=url)
+        log.info("started a private redis-server at %s (data in %s, AOF on)", url, local.data_dir)
+    base = f"http://{settings.host}:{settings.port}"
+
+    def announce() -> None:
+        print(
+            f"Persona is serving on {base} ({settings.workers} worker(s))\n"
+            f"  API:      POST {base}/v1/decide   (OpenAPI: {base}/openapi.json)\n"
+            f"  metrics:  {base}/metrics   health: {base}/healthz   ready: {base}/readyz\n"
+            f"  demo:     {base}/demo\n"
+            f"  Redis:    {settings.redis_url}\n"
+            "Press Ctrl+C to stop.",
+            flush=True,
+        )
+
+    try:
+        if settings.workers == 1:
+            announce()
+            run_loop(lambda: serve_until_signal(settings, reuse_port=False), settings.uvloop)
+        else:
+            with tempfile.TemporaryDirectory(prefix="persona-metrics-") as shared:
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+                serve_workers(settings, announce)
+    finally:
+        if local is not None:
+            local.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``persona`` and ``python -m service``."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0].startswith("-") and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, "serve")
+    args = build_parser().parse_args(args_list)
+    if args.command == "settings":
+        print(settings_table())
+        return 0
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"persona: invalid setting: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "compile-model":
+        return _compile(settings)
+    return _serve(settings)
