@@ -16,10 +16,12 @@ import msgspec
 from service.catalog.model import Catalog, Placement, Variant, static_feature_matrix
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-_ID_RE = re.compile(ID_PATTERN)
+# Python's "$" also matches before a final newline; "\Z" does not.
+ID_STRICT = ID_PATTERN[:-1] + r"\Z"
+_ID_RE = re.compile(ID_STRICT)
 
-Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
-Category = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+Id = Annotated[str, msgspec.Meta(pattern=ID_STRICT)]
+Category = Annotated[str, msgspec.Meta(pattern=ID_STRICT)]
 Share = Annotated[float, msgspec.Meta(ge=0.0, le=0.5)]
 
 

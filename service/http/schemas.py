@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from service.catalog.loader import ID_PATTERN
-from service.identity.visitor import VISITOR_ID_PATTERN
+from service.catalog.loader import ID_STRICT
+from service.identity.visitor import VISITOR_ID_STRICT
 
-PlacementName = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
-VisitorId = Annotated[str, msgspec.Meta(pattern=VISITOR_ID_PATTERN)]
+PlacementName = Annotated[str, msgspec.Meta(pattern=ID_STRICT)]
+VisitorId = Annotated[str, msgspec.Meta(pattern=VISITOR_ID_STRICT)]
 Device = Literal["mobile", "tablet", "desktop"]
 PageType = Literal["home", "category", "product", "cart", "search", "other"]
 
@@ -20,7 +20,7 @@ class ContextBody(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
 
     device: Device | None = None
     page_type: PageType | None = None
-    category: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)] | None = None
+    category: Annotated[str, msgspec.Meta(pattern=ID_STRICT)] | None = None
     referrer: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
     url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
     local_hour: Annotated[int, msgspec.Meta(ge=0, le=23)] | None = None

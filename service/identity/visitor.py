@@ -13,7 +13,9 @@ import secrets
 from dataclasses import dataclass
 
 VISITOR_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
-_VISITOR_ID_RE = re.compile(VISITOR_ID_PATTERN)
+# Python's "$" also matches before a final newline; "\Z" does not.
+VISITOR_ID_STRICT = VISITOR_ID_PATTERN[:-1] + r"\Z"
+_VISITOR_ID_RE = re.compile(VISITOR_ID_STRICT)
 
 
 def is_valid_visitor_id(value: str) -> bool:

@@ -1,0 +1,82 @@
+"""Shared fixtures: a real redis-server on a free port, settings, the app."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
+from service.app import create_app
+from service.local_redis import LocalRedis
+from service.settings import REPO_DIR, Settings
+
+SECRET = "test-secret-" + "x" * 32
+CACHE_DIR = Path(os.environ.get("PERSONA_TEST_CACHE", REPO_DIR / ".persona" / "cache"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRedis]:
+    """One private redis-server for the session (never the machine's shared one)."""
+    server = LocalRedis(tmp_path_factory.mktemp("redis"), appendonly=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalRedis) -> Iterator[str]:
+    """The session server's URL, flushed before each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def make_settings(redis_url: str) -> Callable[..., Settings]:
+    """Settings for tests: the test Redis, a fixed secret, the shared compile cache."""
+
+    def make(**overrides: Any) -> Settings:
+        base = Settings(
+            redis_url=redis_url,
+            cookie_secrets=(SECRET,),
+            cache_dir=CACHE_DIR,
+            decide_deadline_ms=50.0,
+            redis_timeout_ms=25.0,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    return make
+
+
+AppClientFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def app_client(
+    aiohttp_client: Callable[..., Any], make_settings: Callable[..., Settings]
+) -> Callable[..., Any]:
+    """Build the real app with overrides and return a test client for it."""
+
+    async def make(settings: Settings | None = None, **kwargs: Any) -> TestClient[Any, Any]:
+        app: web.Application = create_app(
+            settings or make_settings(), registry=CollectorRegistry(), **kwargs
+        )
+        client: TestClient[Any, Any] = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+@pytest.fixture
+async def client(app_client: Callable[..., Any]) -> AsyncIterator[TestClient[Any, Any]]:
+    """A client of the app with default test settings."""
+    yield await app_client()
