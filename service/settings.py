@@ -276,7 +276,7 @@ SPECS: tuple[Spec, ...] = (
         "log_level",
         "PERSONA_LOG_LEVEL",
         _choice("debug", "info", "warning", "error"),
-        "Log level.",
+        "Log level: debug, info, warning or error.",
     ),
     Spec(
         "redis_server_bin",
