@@ -105,6 +105,14 @@ def _parse_manifest(raw: bytes, where: Path) -> Manifest:
         raise BundleError(f"{where}: manifest lacks or mangles field {exc}") from None
 
 
+def model_feature_names(model_text: bytes) -> tuple[str, ...]:
+    """The ``feature_names=`` line of a LightGBM text model."""
+    for line in model_text[:65536].splitlines():
+        if line.startswith(b"feature_names="):
+            return tuple(line[len(b"feature_names=") :].decode().split(" "))
+    return ()
+
+
 def load_bundle(path: Path, expected: tuple[str, ...] = FEATURE_NAMES) -> Bundle:
     """Read and verify a bundle; refuse one whose schema differs from ``expected``."""
     manifest_path = path / MANIFEST_FILE
@@ -125,12 +133,19 @@ def load_bundle(path: Path, expected: tuple[str, ...] = FEATURE_NAMES) -> Bundle
             f"the service's {schema_hash(expected)}"
         )
     try:
-        digest = file_sha256(model_path)
+        model_bytes = model_path.read_bytes()
     except OSError as exc:
         raise BundleError(f"cannot read {model_path}: {exc.strerror}") from None
+    digest = hashlib.sha256(model_bytes).hexdigest()
     if digest != manifest.model_sha256:
         raise BundleError(
             f"{model_path} does not match its manifest (sha256 {digest[:12]}, "
             f"manifest says {manifest.model_sha256[:12]}): corrupt or replaced"
+        )
+    in_model = model_feature_names(model_bytes)
+    if in_model != expected:
+        raise BundleError(
+            f"{model_path} was trained on other columns than its manifest lists: "
+            f"{describe_difference(expected, in_model)}"
         )
     return Bundle(path=path, manifest=manifest)

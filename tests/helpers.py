@@ -1,0 +1,48 @@
+"""Helpers for tests: profiles written the way the service stores them, catalogs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+
+from service.features.profile import empty_profile, encode_profile, profile_key
+from service.settings import DEFAULT_CATALOG
+
+DAY = 86400.0
+
+
+def fan_profile(category: str, views: int = 30, tags: tuple[str, ...] = (),
+                now: float | None = None) -> dict[str, Any]:
+    """A returning visitor who viewed many ``category`` pages yesterday."""
+    now = time.time() if now is None else now
+    yesterday = now - DAY
+    profile = empty_profile(now - 20 * DAY)
+    profile.update(
+        last=yesterday, sessions=6, views=views + 5, price_sum=2.0 * views, price_n=views,
+        cat={category: [float(views), yesterday], "general": [1.0, now - 10 * DAY]},
+        tag={t: [float(views) / 2, yesterday] for t in tags},
+        recent=[category] * 8,
+    )
+    return profile
+
+
+def store_profile(url: str, visitor_id: str, profile: dict[str, Any]) -> None:
+    """Write a profile where the decision path reads it."""
+    client = redis.Redis.from_url(url)
+    client.set(profile_key(visitor_id), encode_profile(profile))
+    client.close()
+
+
+def catalog_without_randomness(tmp_path: Path) -> Path:
+    """The demo catalog with exploration and holdout off, for deterministic rankings."""
+    doc = orjson.loads(DEFAULT_CATALOG.read_bytes())
+    for p in doc["placements"]:
+        p["explore_share"] = 0.0
+        p["holdout_share"] = 0.0
+    path = tmp_path / "catalog.json"
+    path.write_bytes(orjson.dumps(doc))
+    return path

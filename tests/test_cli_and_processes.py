@@ -1,0 +1,156 @@
+"""The ``persona`` command: help, settings errors, a private Redis, several workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from service.local_redis import LocalRedis, free_port
+from service.settings import REPO_DIR, SPECS
+from tests.conftest import CACHE_DIR, SECRET
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True,
+                          text=True, timeout=60, cwd=REPO_DIR, env=env)
+
+
+def test_help_documents_every_option_and_variable() -> None:
+    out = run_cli("serve", "--help").stdout
+    for spec in SPECS:
+        assert spec.option in out and spec.env in out, spec.env
+    top = run_cli("--help").stdout
+    assert "serve" in top and "compile-model" in top
+
+
+def test_bad_setting_stops_the_service_naming_the_variable() -> None:
+    env = {**os.environ, "PERSONA_PORT": "eighty"}
+    result = run_cli(env=env)
+    assert result.returncode == 2
+    assert "PERSONA_PORT='eighty'" in result.stderr
+
+
+def test_settings_table_lists_every_variable() -> None:
+    out = run_cli("settings").stdout
+    assert all(f"`{spec.env}`" in out for spec in SPECS)
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                body: dict[str, object] = orjson.loads(r.read())
+                return body
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("service did not become ready")
+
+
+def post_decide(port: int) -> dict[str, object]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/decide",
+                                 data=b'{"placements": ["home-hero"]}', method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        body: dict[str, object] = orjson.loads(r.read())
+        return body
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+@pytest.fixture
+def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
+    env.update(PERSONA_DATA_DIR=str(tmp_path / "data"), PERSONA_CACHE_DIR=str(CACHE_DIR),
+               PERSONA_PORT=str(free_port()))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    yield env
+
+
+def test_without_redis_url_a_private_redis_with_aof_is_started_and_stopped(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = int(service_env["PERSONA_PORT"])
+    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_DIR, env=service_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        ready = wait_ready(port, proc)
+        assert ready["ready"] is True
+        redis_children = [c for c in children(proc.pid) if "redis-server" in cmdline(c)]
+        assert len(redis_children) == 1
+        assert post_decide(port)["decisions"]["home-hero"]["fallback"] is None  # type: ignore[index]
+        data = tmp_path / "data" / "redis"
+        assert (data / "appendonlydir").is_dir()  # AOF on
+        assert (tmp_path / "data" / "secrets.json").stat().st_mode & 0o077 == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, out
+    assert f"http://127.0.0.1:{port}/demo" in out and "/metrics" in out
+    time.sleep(0.3)
+    assert not Path(f"/proc/{redis_children[0]}").exists() or "redis" not in cmdline(
+        redis_children[0])
+
+
+def test_two_workers_share_the_port_and_aggregate_metrics(
+    service_env: dict[str, str], tmp_path: Path
+) -> None:
+    redis = LocalRedis(tmp_path / "redis", appendonly=False)
+    redis.start()
+    port = int(service_env["PERSONA_PORT"])
+    env = {**service_env, "PERSONA_REDIS_URL": redis.url, "PERSONA_COOKIE_SECRETS": SECRET}
+    proc = subprocess.Popen([sys.executable, "-m", "service", "--workers", "2"], cwd=REPO_DIR,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(port, proc)
+        workers = [c for c in children(proc.pid) if "multiprocessing" in cmdline(c)]
+        assert len(workers) == 2
+        for _ in range(40):
+            post_decide(port)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        count = [ln for ln in text.splitlines()
+                 if ln.startswith('persona_http_request_duration_seconds_count{endpoint="/v1/decide"')]
+        assert count and float(count[0].rsplit(" ", 1)[1]) == 40.0
+        os.kill(workers[0], signal.SIGKILL)  # a crashed worker is replaced
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            now = [c for c in children(proc.pid) if "multiprocessing" in cmdline(c)]
+            if len(now) == 2 and workers[0] not in now:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("worker was not restarted")
+        wait_ready(port, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+        redis.stop()
+    assert proc.returncode == 0, out

@@ -1,0 +1,196 @@
+"""POST/GET /v1/decide through the real app, a real Redis and the bundled model."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.helpers import catalog_without_randomness, fan_profile, store_profile
+
+VID = "known-visitor-0000000001"
+
+
+async def decide(client: Any, body: dict[str, Any], **kw: Any) -> tuple[int, dict[str, Any], Any]:
+    resp = await client.post("/v1/decide", data=orjson.dumps(body), **kw)
+    return resp.status, await resp.json(), resp
+
+
+async def test_new_visitor_gets_a_signed_cookie_and_a_model_decision(client: Any) -> None:
+    status, body, resp = await decide(client, {"placements": ["home-hero"],
+                                               "context": {"page_type": "home"}})
+    assert status == 200
+    cookie = resp.headers["Set-Cookie"]
+    assert cookie.startswith("persona_vid=" + body["visitor_id"] + ".")
+    for attr in ("HttpOnly", "Max-Age=34214400", "Path=/", "SameSite=Lax"):
+        assert attr in cookie
+    assert "Secure" not in cookie  # plain http and PERSONA_COOKIE_SECURE=auto
+    d = body["decisions"]["home-hero"]
+    assert re.fullmatch(r"[0-9a-f]{27}", d["decision_id"])
+    assert d["policy"] in {"model", "explore", "holdout"}
+    assert d["fallback"] is None
+    assert d["content"]["title"]
+    assert d["model_version"].startswith("default-")
+    assert "scores" not in d
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_returning_visitor_keeps_its_id_without_a_new_cookie(client: Any) -> None:
+    _, first, _ = await decide(client, {"placements": ["home-hero"]})
+    _, second, resp = await decide(client, {"placements": ["home-hero"]})
+    assert second["visitor_id"] == first["visitor_id"]
+    assert "Set-Cookie" not in resp.headers
+
+
+async def test_secure_flag_when_configured(app_client: Any, make_settings: Any) -> None:
+    client = await app_client(make_settings(cookie_secure="true"))
+    _, _, resp = await decide(client, {"placements": ["home-hero"]})
+    assert "Secure" in resp.headers["Set-Cookie"]
+
+
+async def test_tampered_cookie_is_replaced(app_client: Any, make_settings: Any) -> None:
+    client = await app_client()
+    _, first, resp = await decide(client, {"placements": ["home-hero"]})
+    value = resp.cookies["persona_vid"].value
+    client.session.cookie_jar.clear()
+    forged = value.split(".")[0][:-1] + "Z." + ".".join(value.split(".")[1:])
+    _, second, resp2 = await decide(client, {"placements": ["home-hero"]},
+                                    headers={"Cookie": f"persona_vid={forged}"})
+    assert second["visitor_id"] != first["visitor_id"]
+    assert "Set-Cookie" in resp2.headers
+
+
+@pytest.mark.parametrize("category", ["running", "hiking", "yoga"])
+async def test_ranking_follows_the_visitors_features(
+    app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path, category: str
+) -> None:
+    client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
+    store_profile(redis_url, VID, fan_profile(category))
+    status, body, _ = await decide(client, {"placements": ["home-hero"], "visitor_id": VID,
+                                            "include_scores": True,
+                                            "context": {"page_type": "home"}})
+    assert status == 200
+    d = body["decisions"]["home-hero"]
+    assert d["variant_id"] == f"hero-{category}"
+    assert d["policy"] == "model" and d["propensity"] == 1.0
+    scores = [s["score"] for s in d["scores"]]
+    assert scores == sorted(scores, reverse=True)
+    assert d["scores"][0]["variant_id"] == f"hero-{category}"
+    assert len(d["scores"]) == 10
+
+
+async def test_unknown_visitor_is_scored_on_context_and_variants(
+    app_client: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
+    _, body, _ = await decide(client, {"placements": ["home-hero"], "include_scores": True,
+                                       "context": {"page_type": "category",
+                                                   "category": "cycling"}})
+    d = body["decisions"]["home-hero"]
+    assert d["policy"] == "model" and d["fallback"] is None
+    assert len({s["score"] for s in d["scores"]}) > 1  # variant and context features matter
+
+
+async def test_several_placements_and_an_unknown_one(client: Any) -> None:
+    status, body, _ = await decide(client, {"placements": ["home-hero", "no-such-slot",
+                                                           "sidebar-offer"]})
+    assert status == 200
+    assert list(body["decisions"]) == ["home-hero", "no-such-slot", "sidebar-offer"]
+    unknown = body["decisions"]["no-such-slot"]
+    assert unknown["fallback"] == "unknown_placement"
+    assert unknown["error"] == "unknown placement 'no-such-slot'"
+    assert unknown["content"] is None and unknown["policy"] == "fallback"
+    assert body["decisions"]["sidebar-offer"]["content"] is not None
+
+
+async def test_get_decide_for_a_plain_browser_fetch(client: Any) -> None:
+    resp = await client.get("/v1/decide?placement=home-hero,sidebar-offer&device=mobile"
+                            "&page_type=home&include_scores=true")
+    assert resp.status == 200
+    body = await resp.json()
+    assert set(body["decisions"]) == {"home-hero", "sidebar-offer"}
+    assert "scores" in body["decisions"]["home-hero"]
+    assert "Set-Cookie" in resp.headers
+
+
+async def test_explicit_visitor_id_sets_no_cookie(client: Any) -> None:
+    _, body, resp = await decide(client, {"placements": ["home-hero"], "visitor_id": VID})
+    assert body["visitor_id"] == VID
+    assert "Set-Cookie" not in resp.headers
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "fragment"),
+    [
+        (b"{not json", "invalid_json", "not valid JSON"),
+        (b"", "invalid_request", "empty"),
+        (b"[]", "invalid_request", "Expected `object`"),
+        (b'{"placements": "home-hero"}', "invalid_request", "$.placements"),
+        (b'{"placements": []}', "invalid_request", "$.placements"),
+        (b'{"placements": ["home-hero"], "colour": 1}', "invalid_request", "unknown field `colour`"),
+        (b'{"placements": ["home-hero"], "visitor_id": "short"}', "invalid_request",
+         "$.visitor_id"),
+        (b'{"placements": ["home-hero"], "visitor_id": "persona:{a}:profile-xx"}',
+         "invalid_request", "$.visitor_id"),
+        (b'{"placements": ["Home Hero"]}', "invalid_request", "$.placements[0]"),
+        (b'{"placements": ["home-hero"], "context": {"device": "fridge"}}', "invalid_request",
+         "$.context.device"),
+        (b'{"placements": ["home-hero"], "context": {"local_hour": 24}}', "invalid_request",
+         "$.context.local_hour"),
+        (b'{"placements": ["home-hero", "home-hero"]}', "invalid_request", "listed twice"),
+        (b'{"placements": ["a","b","c","d","e","f","g","h","i","j","k"]}', "invalid_request",
+         "at most 10 placements"),
+        (b'{"placements": ["home-hero"]}\xff', "invalid_json", "not valid JSON"),
+    ],
+)
+async def test_bad_bodies_get_400_with_a_message(
+    client: Any, raw: bytes, code: str, fragment: str
+) -> None:
+    resp = await client.post("/v1/decide", data=raw)
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["error"] == code
+    assert fragment in body["message"]
+
+
+async def test_oversized_body_gets_413(client: Any) -> None:
+    raw = orjson.dumps({"placements": ["home-hero"], "context": {"url": "x" * 70_000}})
+    resp = await client.post("/v1/decide", data=raw)
+    assert resp.status == 413
+    assert (await resp.json())["error"] == "request_entity_too_large"
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("placement=home-hero&colour=red", "unknown query parameters"),
+        ("placement=home-hero&local_hour=noon", "local_hour"),
+        ("device=mobile", "placements"),
+        ("placement=home-hero&visitor_id=bad", "visitor_id"),
+    ],
+)
+async def test_bad_queries_get_400(client: Any, query: str, fragment: str) -> None:
+    resp = await client.get(f"/v1/decide?{query}")
+    assert resp.status == 400
+    assert fragment in (await resp.json())["message"]
+
+
+async def test_cors_allowlist(app_client: Any, make_settings: Any) -> None:
+    client = await app_client(make_settings(cors_origins=("https://shop.example",)))
+    ok = await client.post("/v1/decide", data=b'{"placements":["home-hero"]}',
+                           headers={"Origin": "https://shop.example"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert ok.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "Origin" in ok.headers["Vary"]
+    other = await client.post("/v1/decide", data=b'{"placements":["home-hero"]}',
+                              headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    pre = await client.options("/v1/decide", headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST"})
+    assert pre.status == 204
+    assert "POST" in pre.headers["Access-Control-Allow-Methods"]
+    denied = await client.options("/v1/decide", headers={"Origin": "https://evil.example"})
+    assert denied.status == 403

@@ -1,0 +1,190 @@
+"""Whatever breaks, decide answers 200 with the slot's default and a reason.
+
+Redis is really killed (SIGKILL) and really hung (SIGSTOP); the model is really
+missing, corrupt or mismatched; the catalog is really absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import pytest
+
+from service.decide.engine import LoadedModel
+from service.keys import ENGINE
+from service.local_redis import LocalRedis
+from service.settings import DEFAULT_MODEL_DIR
+from tests.helpers import catalog_without_randomness, fan_profile, store_profile
+
+VID = "fallback-visitor-000001"
+BODY = orjson.dumps({"placements": ["home-hero", "sidebar-offer"], "visitor_id": VID})
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    """A redis-server this test may kill or freeze."""
+    server = LocalRedis(tmp_path / "redis", appendonly=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def post(client: Any) -> dict[str, Any]:
+    resp = await client.post("/v1/decide", data=BODY)
+    assert resp.status == 200
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+def assert_defaults(body: dict[str, Any], reason: str) -> None:
+    hero = body["decisions"]["home-hero"]
+    offer = body["decisions"]["sidebar-offer"]
+    assert (hero["variant_id"], hero["policy"], hero["fallback"]) == (
+        "hero-welcome", "fallback", reason)
+    assert (offer["variant_id"], offer["fallback"]) == ("offer-free-shipping", reason)
+    assert hero["content"]["title"] == "Welcome to Summit Sports"
+
+
+async def metric(client: Any, name: str) -> float:
+    text = await (await client.get("/metrics")).text()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def wait_for_personalized(client: Any, timeout_s: float = 5.0) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        body = await post(client)
+        if body["decisions"]["home-hero"]["fallback"] is None:
+            return body
+        assert loop.time() < deadline, body
+        await asyncio.sleep(0.05)
+
+
+async def test_redis_killed_then_restarted(
+    app_client: Any, make_settings: Any, own_redis: LocalRedis, tmp_path: Path
+) -> None:
+    settings = make_settings(redis_url=own_redis.url, breaker_cooldown_ms=100.0,
+                             catalog_path=catalog_without_randomness(tmp_path))
+    store_profile(own_redis.url, VID, fan_profile("running"))
+    client = await app_client(settings)
+    assert (await post(client))["decisions"]["home-hero"]["variant_id"] == "hero-running"
+    assert own_redis.process is not None
+    own_redis.process.send_signal(signal.SIGKILL)
+    own_redis.process.wait()
+    for _ in range(20):
+        assert_defaults(await post(client), "redis_unavailable")
+    assert await metric(client, "persona_fallbacks_total") >= 40
+    assert await metric(client, "persona_redis_errors_total") >= 1
+    ready = await client.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["checks"]["redis"] is False
+    own_redis.start()
+    store_profile(own_redis.url, VID, fan_profile("running"))
+    body = await wait_for_personalized(client)
+    assert body["decisions"]["home-hero"]["variant_id"] == "hero-running"
+
+
+@pytest.mark.parametrize("client_kind", ["fast", "redispy"])
+async def test_redis_hung_times_out_then_breaker_fails_fast(
+    app_client: Any, make_settings: Any, own_redis: LocalRedis, tmp_path: Path, client_kind: str
+) -> None:
+    settings = make_settings(redis_url=own_redis.url, redis_client=client_kind,
+                             decide_deadline_ms=20.0, redis_timeout_ms=10.0,
+                             breaker_failures=3, breaker_cooldown_ms=300.0,
+                             catalog_path=catalog_without_randomness(tmp_path))
+    store_profile(own_redis.url, VID, fan_profile("hiking"))
+    client = await app_client(settings)
+    assert (await post(client))["decisions"]["home-hero"]["variant_id"] == "hero-hiking"
+    assert own_redis.process is not None
+    pid = own_redis.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        reasons = [(await post(client))["decisions"]["home-hero"]["fallback"] for _ in range(8)]
+        for r in reasons:
+            assert r in {"redis_timeout", "redis_unavailable"}
+        assert reasons[:3] == ["redis_timeout"] * 3
+        assert reasons[3:] == ["redis_unavailable"] * 5  # breaker open: no more waiting
+        assert await metric(client, "persona_redis_breaker_state") == 1.0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    body = await wait_for_personalized(client)
+    assert body["decisions"]["home-hero"]["variant_id"] == "hero-hiking"
+
+
+async def test_unreachable_redis_at_start(app_client: Any, make_settings: Any) -> None:
+    client = await app_client(make_settings(redis_url="redis://127.0.0.1:1/0"))
+    for _ in range(3):
+        assert_defaults(await post(client), "redis_unavailable")
+    # a new visitor has nothing to read: still personalized on context alone
+    resp = await client.post("/v1/decide", data=b'{"placements": ["home-hero"]}')
+    assert (await resp.json())["decisions"]["home-hero"]["fallback"] is None
+
+
+async def test_missing_model(app_client: Any, make_settings: Any, tmp_path: Path) -> None:
+    client = await app_client(make_settings(model_dir=tmp_path / "nothing"))
+    assert_defaults(await post(client), "no_model")
+    ready = await client.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["checks"]["model"] is False
+    assert await metric(client, "persona_model_loaded") == 0.0
+
+
+def copy_bundle(tmp_path: Path) -> Path:
+    target = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_MODEL_DIR, target)
+    return target
+
+
+async def test_corrupt_model(app_client: Any, make_settings: Any, tmp_path: Path) -> None:
+    bundle = copy_bundle(tmp_path)
+    text = (bundle / "model.txt").read_text()
+    (bundle / "model.txt").write_text(text.replace("leaf_value=", "leaf_value=1", 1))
+    client = await app_client(make_settings(model_dir=bundle))
+    assert_defaults(await post(client), "no_model")
+
+
+async def test_model_with_another_schema(app_client: Any, make_settings: Any,
+                                         tmp_path: Path) -> None:
+    bundle = copy_bundle(tmp_path)
+    manifest = orjson.loads((bundle / "manifest.json").read_bytes())
+    manifest["feature_names"] = manifest["feature_names"][:-1]
+    (bundle / "manifest.json").write_bytes(orjson.dumps(manifest))
+    client = await app_client(make_settings(model_dir=bundle))
+    assert_defaults(await post(client), "no_model")
+
+
+class FailingPredictor:
+    """Fault injection at the scoring boundary: the model raises."""
+
+    kind = "failing"
+
+    def predict(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        raise RuntimeError("model exploded")
+
+
+async def test_scoring_error(client: Any) -> None:
+    engine = client.app[ENGINE]
+    assert engine.model is not None
+    engine.model = LoadedModel(FailingPredictor(), engine.model.manifest)
+    assert_defaults(await post(client), "score_error")
+
+
+async def test_missing_catalog(app_client: Any, make_settings: Any, tmp_path: Path) -> None:
+    client = await app_client(make_settings(catalog_path=tmp_path / "none.json"))
+    body = await post(client)
+    for name in ("home-hero", "sidebar-offer"):
+        d = body["decisions"][name]
+        assert d["fallback"] == "no_catalog" and d["content"] is None
+    assert (await client.get("/readyz")).status == 503
