@@ -39,6 +39,9 @@ VIEW_AFFINITY = 1.0
 CLICK_AFFINITY = 2.0
 """Affinity a click adds to the clicked variant's category."""
 
+DEFAULT_HALF_LIFE_S = 14 * 86400.0
+"""The service's default affinity half-life (``affinity_half_life_days`` = 14)."""
+
 FEEDBACK_MIN = 1
 FEEDBACK_MAX = 7
 
@@ -143,7 +146,7 @@ def apply_click(
     variant_id: str,
     category: str,
     ts: float,
-    half_life_s: float = 14 * 86400.0,
+    half_life_s: float = DEFAULT_HALF_LIFE_S,
 ) -> Profile:
     """A click on a variant of ``category``.
 
