@@ -26,6 +26,7 @@ key                   meaning
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
@@ -36,9 +37,22 @@ RECENT_MAX = 10
 Profile = dict[str, Any]
 
 
+PARTITIONS = 64
+
+
+def partition(visitor_id: str) -> int:
+    """The partition (0-63) a person's keys and events live in."""
+    return zlib.crc32(visitor_id.encode()) % PARTITIONS
+
+
 def profile_key(visitor_id: str) -> str:
-    """The Redis key of a person's profile (hash-tagged so per-person keys share a slot)."""
-    return f"persona:{{{visitor_id}}}:profile"
+    """The Redis key of a person's profile.
+
+    The ``{pNN}`` hash tag puts a person's keys in the same Redis Cluster slot
+    as the event-log partition they write to, so one server-side script can
+    update both atomically.
+    """
+    return f"persona:{{p{partition(visitor_id):02d}}}:profile:{visitor_id}"
 
 
 def decode_profile(raw: bytes | None) -> Profile | None:
