@@ -130,7 +130,7 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_ready(port, proc)
-        workers = [c for c in children(proc.pid) if "multiprocessing" in cmdline(c)]
+        workers = [c for c in children(proc.pid) if "spawn_main" in cmdline(c)]
         assert len(workers) == 2
         for _ in range(40):
             post_decide(port)
@@ -142,7 +142,7 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
         os.kill(workers[0], signal.SIGKILL)  # a crashed worker is replaced
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            now = [c for c in children(proc.pid) if "multiprocessing" in cmdline(c)]
+            now = [c for c in children(proc.pid) if "spawn_main" in cmdline(c)]
             if len(now) == 2 and workers[0] not in now:
                 break
             time.sleep(0.2)
