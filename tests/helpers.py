@@ -15,14 +15,19 @@ from service.settings import DEFAULT_CATALOG
 DAY = 86400.0
 
 
-def fan_profile(category: str, views: int = 30, tags: tuple[str, ...] = (),
-                now: float | None = None) -> dict[str, Any]:
+def fan_profile(
+    category: str, views: int = 30, tags: tuple[str, ...] = (), now: float | None = None
+) -> dict[str, Any]:
     """A returning visitor who viewed many ``category`` pages yesterday."""
     now = time.time() if now is None else now
     yesterday = now - DAY
     profile = empty_profile(now - 20 * DAY)
     profile.update(
-        last=yesterday, sessions=6, views=views + 5, price_sum=2.0 * views, price_n=views,
+        last=yesterday,
+        sessions=6,
+        views=views + 5,
+        price_sum=2.0 * views,
+        price_n=views,
         cat={category: [float(views), yesterday], "general": [1.0, now - 10 * DAY]},
         tag={t: [float(views) / 2, yesterday] for t in tags},
         recent=[category] * 8,

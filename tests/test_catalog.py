@@ -46,22 +46,47 @@ def test_valid_catalog_compiles() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"placements": [{"name": "slot", "variants": ["a"], "default_variant": "b"}]},
-         "default_variant 'b' is not among its variants"),
-        ({"placements": [{"name": "slot", "variants": ["a", "zz"], "default_variant": "a"}]},
-         "unknown variants zz"),
-        ({"placements": [{"name": "slot", "variants": ["a", "a"], "default_variant": "a"}]},
-         "lists a variant twice"),
-        ({"placements": [{"name": "Slot!", "variants": ["a"], "default_variant": "a"}]},
-         "placements[0].name"),
-        ({"placements": [{"name": "s", "variants": ["a"], "default_variant": "a",
-                          "holdout_share": 0.9}]}, "holdout_share"),
-        ({"placements": [{"name": "s", "variants": ["a"], "default_variant": "a", "x": 1}]},
-         "unknown field `x`"),
-        ({"variants": [{"id": "a", "content": {}, "category": "c"},
-                       {"id": "a", "content": {}, "category": "c"}]}, "defined twice"),
-        ({"variants": [{"id": "a", "content": {}, "category": "c", "price_band": 9}]},
-         "price_band"),
+        (
+            {"placements": [{"name": "slot", "variants": ["a"], "default_variant": "b"}]},
+            "default_variant 'b' is not among its variants",
+        ),
+        (
+            {"placements": [{"name": "slot", "variants": ["a", "zz"], "default_variant": "a"}]},
+            "unknown variants zz",
+        ),
+        (
+            {"placements": [{"name": "slot", "variants": ["a", "a"], "default_variant": "a"}]},
+            "lists a variant twice",
+        ),
+        (
+            {"placements": [{"name": "Slot!", "variants": ["a"], "default_variant": "a"}]},
+            "placements[0].name",
+        ),
+        (
+            {
+                "placements": [
+                    {"name": "s", "variants": ["a"], "default_variant": "a", "holdout_share": 0.9}
+                ]
+            },
+            "holdout_share",
+        ),
+        (
+            {"placements": [{"name": "s", "variants": ["a"], "default_variant": "a", "x": 1}]},
+            "unknown field `x`",
+        ),
+        (
+            {
+                "variants": [
+                    {"id": "a", "content": {}, "category": "c"},
+                    {"id": "a", "content": {}, "category": "c"},
+                ]
+            },
+            "defined twice",
+        ),
+        (
+            {"variants": [{"id": "a", "content": {}, "category": "c", "price_band": 9}]},
+            "price_band",
+        ),
     ],
 )
 def test_invalid_catalogs_are_refused_with_a_clear_message(

@@ -20,8 +20,14 @@ from tests.conftest import CACHE_DIR, SECRET
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True,
-                          text=True, timeout=60, cwd=REPO_DIR, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_DIR,
+        env=env,
+    )
 
 
 def test_help_documents_every_option_and_variable() -> None:
@@ -44,7 +50,9 @@ def test_settings_table_lists_every_variable() -> None:
     assert all(f"`{spec.env}`" in out for spec in SPECS)
 
 
-def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> dict[str, object]:
+def wait_ready(
+    port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120
+) -> dict[str, object]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
@@ -58,8 +66,9 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120)
 
 
 def post_decide(port: int) -> dict[str, object]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/decide",
-                                 data=b'{"placements": ["home-hero"]}', method="POST")
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/decide", data=b'{"placements": ["home-hero"]}', method="POST"
+    )
     with urllib.request.urlopen(req, timeout=5) as r:
         body: dict[str, object] = orjson.loads(r.read())
         return body
@@ -88,8 +97,11 @@ def cmdline(pid: int) -> str:
 @pytest.fixture
 def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
-    env.update(PERSONA_DATA_DIR=str(tmp_path / "data"), PERSONA_CACHE_DIR=str(CACHE_DIR),
-               PERSONA_PORT=str(free_port()))
+    env.update(
+        PERSONA_DATA_DIR=str(tmp_path / "data"),
+        PERSONA_CACHE_DIR=str(CACHE_DIR),
+        PERSONA_PORT=str(free_port()),
+    )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     yield env
 
@@ -98,8 +110,13 @@ def test_without_redis_url_a_private_redis_with_aof_is_started_and_stopped(
     service_env: dict[str, str], tmp_path: Path
 ) -> None:
     port = int(service_env["PERSONA_PORT"])
-    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO_DIR, env=service_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        cwd=REPO_DIR,
+        env=service_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         ready = wait_ready(port, proc)
         assert ready["ready"] is True
@@ -116,7 +133,8 @@ def test_without_redis_url_a_private_redis_with_aof_is_started_and_stopped(
     assert f"http://127.0.0.1:{port}/demo" in out and "/metrics" in out
     time.sleep(0.3)
     assert not Path(f"/proc/{redis_children[0]}").exists() or "redis" not in cmdline(
-        redis_children[0])
+        redis_children[0]
+    )
 
 
 def test_two_workers_share_the_port_and_aggregate_metrics(
@@ -126,8 +144,13 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
     redis.start()
     port = int(service_env["PERSONA_PORT"])
     env = {**service_env, "PERSONA_REDIS_URL": redis.url, "PERSONA_COOKIE_SECRETS": SECRET}
-    proc = subprocess.Popen([sys.executable, "-m", "service", "--workers", "2"], cwd=REPO_DIR,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", "--workers", "2"],
+        cwd=REPO_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_ready(port, proc)
         workers = [c for c in children(proc.pid) if "spawn_main" in cmdline(c)]
@@ -136,8 +159,11 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
             post_decide(port)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
-        count = [ln for ln in text.splitlines()
-                 if ln.startswith('persona_http_request_duration_seconds_count{endpoint="/v1/decide"')]
+        count = [
+            ln
+            for ln in text.splitlines()
+            if ln.startswith('persona_http_request_duration_seconds_count{endpoint="/v1/decide"')
+        ]
         assert count and float(count[0].rsplit(" ", 1)[1]) == 40.0
         os.kill(workers[0], signal.SIGKILL)  # a crashed worker is replaced
         deadline = time.monotonic() + 30

@@ -53,7 +53,9 @@ def test_rotation_first_key_signs_all_keys_verify() -> None:
 
 
 def test_wrong_key_rejected() -> None:
-    assert CookieSigner((K2,), 3600).verify(CookieSigner((K1,), 3600).sign(VID, int(NOW)), NOW) is None
+    assert (
+        CookieSigner((K2,), 3600).verify(CookieSigner((K1,), 3600).sign(VID, int(NOW)), NOW) is None
+    )
 
 
 def test_minted_ids_are_valid_and_unique() -> None:
@@ -65,8 +67,16 @@ def test_minted_ids_are_valid_and_unique() -> None:
 def test_visitor_id_format() -> None:
     assert is_valid_visitor_id("a" * 16)
     assert is_valid_visitor_id("A-b_C" * 12 + "abcd")
-    for bad in ["a" * 15, "a" * 65, "abc def ghijklmnop", "abcdefghijklmnop:", "persona:{x}:abcdef",
-                "ábcdefghijklmnopq", "abcdefghijklmnop\n", ""]:
+    for bad in [
+        "a" * 15,
+        "a" * 65,
+        "abc def ghijklmnop",
+        "abcdefghijklmnop:",
+        "persona:{x}:abcdef",
+        "ábcdefghijklmnopq",
+        "abcdefghijklmnop\n",
+        "",
+    ]:
         assert not is_valid_visitor_id(bad), bad
 
 

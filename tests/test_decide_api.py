@@ -20,8 +20,9 @@ async def decide(client: Any, body: dict[str, Any], **kw: Any) -> tuple[int, dic
 
 
 async def test_new_visitor_gets_a_signed_cookie_and_a_model_decision(client: Any) -> None:
-    status, body, resp = await decide(client, {"placements": ["home-hero"],
-                                               "context": {"page_type": "home"}})
+    status, body, resp = await decide(
+        client, {"placements": ["home-hero"], "context": {"page_type": "home"}}
+    )
     assert status == 200
     cookie = resp.headers["Set-Cookie"]
     assert cookie.startswith("persona_vid=" + body["visitor_id"] + ".")
@@ -57,8 +58,9 @@ async def test_tampered_cookie_is_replaced(app_client: Any, make_settings: Any) 
     value = resp.cookies["persona_vid"].value
     client.session.cookie_jar.clear()
     forged = value.split(".")[0][:-1] + "Z." + ".".join(value.split(".")[1:])
-    _, second, resp2 = await decide(client, {"placements": ["home-hero"]},
-                                    headers={"Cookie": f"persona_vid={forged}"})
+    _, second, resp2 = await decide(
+        client, {"placements": ["home-hero"]}, headers={"Cookie": f"persona_vid={forged}"}
+    )
     assert second["visitor_id"] != first["visitor_id"]
     assert "Set-Cookie" in resp2.headers
 
@@ -69,9 +71,15 @@ async def test_ranking_follows_the_visitors_features(
 ) -> None:
     client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
     store_profile(redis_url, VID, fan_profile(category))
-    status, body, _ = await decide(client, {"placements": ["home-hero"], "visitor_id": VID,
-                                            "include_scores": True,
-                                            "context": {"page_type": "home"}})
+    status, body, _ = await decide(
+        client,
+        {
+            "placements": ["home-hero"],
+            "visitor_id": VID,
+            "include_scores": True,
+            "context": {"page_type": "home"},
+        },
+    )
     assert status == 200
     d = body["decisions"]["home-hero"]
     assert d["variant_id"] == f"hero-{category}"
@@ -86,17 +94,23 @@ async def test_unknown_visitor_is_scored_on_context_and_variants(
     app_client: Any, make_settings: Any, tmp_path: Path
 ) -> None:
     client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
-    _, body, _ = await decide(client, {"placements": ["home-hero"], "include_scores": True,
-                                       "context": {"page_type": "category",
-                                                   "category": "cycling"}})
+    _, body, _ = await decide(
+        client,
+        {
+            "placements": ["home-hero"],
+            "include_scores": True,
+            "context": {"page_type": "category", "category": "cycling"},
+        },
+    )
     d = body["decisions"]["home-hero"]
     assert d["policy"] == "model" and d["fallback"] is None
     assert len({s["score"] for s in d["scores"]}) > 1  # variant and context features matter
 
 
 async def test_several_placements_and_an_unknown_one(client: Any) -> None:
-    status, body, _ = await decide(client, {"placements": ["home-hero", "no-such-slot",
-                                                           "sidebar-offer"]})
+    status, body, _ = await decide(
+        client, {"placements": ["home-hero", "no-such-slot", "sidebar-offer"]}
+    )
     assert status == 200
     assert list(body["decisions"]) == ["home-hero", "no-such-slot", "sidebar-offer"]
     unknown = body["decisions"]["no-such-slot"]
@@ -107,8 +121,10 @@ async def test_several_placements_and_an_unknown_one(client: Any) -> None:
 
 
 async def test_get_decide_for_a_plain_browser_fetch(client: Any) -> None:
-    resp = await client.get("/v1/decide?placement=home-hero,sidebar-offer&device=mobile"
-                            "&page_type=home&include_scores=true")
+    resp = await client.get(
+        "/v1/decide?placement=home-hero,sidebar-offer&device=mobile"
+        "&page_type=home&include_scores=true"
+    )
     assert resp.status == 200
     body = await resp.json()
     assert set(body["decisions"]) == {"home-hero", "sidebar-offer"}
@@ -130,19 +146,38 @@ async def test_explicit_visitor_id_sets_no_cookie(client: Any) -> None:
         (b"[]", "invalid_request", "Expected `object`"),
         (b'{"placements": "home-hero"}', "invalid_request", "$.placements"),
         (b'{"placements": []}', "invalid_request", "$.placements"),
-        (b'{"placements": ["home-hero"], "colour": 1}', "invalid_request", "unknown field `colour`"),
-        (b'{"placements": ["home-hero"], "visitor_id": "short"}', "invalid_request",
-         "$.visitor_id"),
-        (b'{"placements": ["home-hero"], "visitor_id": "persona:{a}:profile-xx"}',
-         "invalid_request", "$.visitor_id"),
+        (
+            b'{"placements": ["home-hero"], "colour": 1}',
+            "invalid_request",
+            "unknown field `colour`",
+        ),
+        (
+            b'{"placements": ["home-hero"], "visitor_id": "short"}',
+            "invalid_request",
+            "$.visitor_id",
+        ),
+        (
+            b'{"placements": ["home-hero"], "visitor_id": "persona:{a}:profile-xx"}',
+            "invalid_request",
+            "$.visitor_id",
+        ),
         (b'{"placements": ["Home Hero"]}', "invalid_request", "$.placements[0]"),
-        (b'{"placements": ["home-hero"], "context": {"device": "fridge"}}', "invalid_request",
-         "$.context.device"),
-        (b'{"placements": ["home-hero"], "context": {"local_hour": 24}}', "invalid_request",
-         "$.context.local_hour"),
+        (
+            b'{"placements": ["home-hero"], "context": {"device": "fridge"}}',
+            "invalid_request",
+            "$.context.device",
+        ),
+        (
+            b'{"placements": ["home-hero"], "context": {"local_hour": 24}}',
+            "invalid_request",
+            "$.context.local_hour",
+        ),
         (b'{"placements": ["home-hero", "home-hero"]}', "invalid_request", "listed twice"),
-        (b'{"placements": ["a","b","c","d","e","f","g","h","i","j","k"]}', "invalid_request",
-         "at most 10 placements"),
+        (
+            b'{"placements": ["a","b","c","d","e","f","g","h","i","j","k"]}',
+            "invalid_request",
+            "at most 10 placements",
+        ),
         (b'{"placements": ["home-hero"]}\xff', "invalid_json", "not valid JSON"),
     ],
 )
@@ -180,16 +215,24 @@ async def test_bad_queries_get_400(client: Any, query: str, fragment: str) -> No
 
 async def test_cors_allowlist(app_client: Any, make_settings: Any) -> None:
     client = await app_client(make_settings(cors_origins=("https://shop.example",)))
-    ok = await client.post("/v1/decide", data=b'{"placements":["home-hero"]}',
-                           headers={"Origin": "https://shop.example"})
+    ok = await client.post(
+        "/v1/decide",
+        data=b'{"placements":["home-hero"]}',
+        headers={"Origin": "https://shop.example"},
+    )
     assert ok.headers["Access-Control-Allow-Origin"] == "https://shop.example"
     assert ok.headers["Access-Control-Allow-Credentials"] == "true"
     assert "Origin" in ok.headers["Vary"]
-    other = await client.post("/v1/decide", data=b'{"placements":["home-hero"]}',
-                              headers={"Origin": "https://evil.example"})
+    other = await client.post(
+        "/v1/decide",
+        data=b'{"placements":["home-hero"]}',
+        headers={"Origin": "https://evil.example"},
+    )
     assert "Access-Control-Allow-Origin" not in other.headers
-    pre = await client.options("/v1/decide", headers={
-        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST"})
+    pre = await client.options(
+        "/v1/decide",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
     assert pre.status == 204
     assert "POST" in pre.headers["Access-Control-Allow-Methods"]
     denied = await client.options("/v1/decide", headers={"Origin": "https://evil.example"})

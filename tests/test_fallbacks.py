@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,10 @@ def assert_defaults(body: dict[str, Any], reason: str) -> None:
     hero = body["decisions"]["home-hero"]
     offer = body["decisions"]["sidebar-offer"]
     assert (hero["variant_id"], hero["policy"], hero["fallback"]) == (
-        "hero-welcome", "fallback", reason)
+        "hero-welcome",
+        "fallback",
+        reason,
+    )
     assert (offer["variant_id"], offer["fallback"]) == ("offer-free-shipping", reason)
     assert hero["content"]["title"] == "Welcome to Summit Sports"
 
@@ -77,8 +80,11 @@ async def wait_for_personalized(client: Any, timeout_s: float = 5.0) -> dict[str
 async def test_redis_killed_then_restarted(
     app_client: Any, make_settings: Any, own_redis: LocalRedis, tmp_path: Path
 ) -> None:
-    settings = make_settings(redis_url=own_redis.url, breaker_cooldown_ms=100.0,
-                             catalog_path=catalog_without_randomness(tmp_path))
+    settings = make_settings(
+        redis_url=own_redis.url,
+        breaker_cooldown_ms=100.0,
+        catalog_path=catalog_without_randomness(tmp_path),
+    )
     store_profile(own_redis.url, VID, fan_profile("running"))
     client = await app_client(settings)
     assert (await post(client))["decisions"]["home-hero"]["variant_id"] == "hero-running"
@@ -101,10 +107,15 @@ async def test_redis_killed_then_restarted(
 async def test_redis_hung_times_out_then_breaker_fails_fast(
     app_client: Any, make_settings: Any, own_redis: LocalRedis, tmp_path: Path, client_kind: str
 ) -> None:
-    settings = make_settings(redis_url=own_redis.url, redis_client=client_kind,
-                             decide_deadline_ms=20.0, redis_timeout_ms=10.0,
-                             breaker_failures=3, breaker_cooldown_ms=300.0,
-                             catalog_path=catalog_without_randomness(tmp_path))
+    settings = make_settings(
+        redis_url=own_redis.url,
+        redis_client=client_kind,
+        decide_deadline_ms=20.0,
+        redis_timeout_ms=10.0,
+        breaker_failures=3,
+        breaker_cooldown_ms=300.0,
+        catalog_path=catalog_without_randomness(tmp_path),
+    )
     store_profile(own_redis.url, VID, fan_profile("hiking"))
     client = await app_client(settings)
     assert (await post(client))["decisions"]["home-hero"]["variant_id"] == "hero-hiking"
@@ -155,8 +166,9 @@ async def test_corrupt_model(app_client: Any, make_settings: Any, tmp_path: Path
     assert_defaults(await post(client), "no_model")
 
 
-async def test_model_with_another_schema(app_client: Any, make_settings: Any,
-                                         tmp_path: Path) -> None:
+async def test_model_with_another_schema(
+    app_client: Any, make_settings: Any, tmp_path: Path
+) -> None:
     bundle = copy_bundle(tmp_path)
     manifest = orjson.loads((bundle / "manifest.json").read_bytes())
     manifest["feature_names"] = manifest["feature_names"][:-1]

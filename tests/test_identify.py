@@ -22,7 +22,12 @@ def test_no_cookie_mints_an_unknown_visitor_with_a_cookie() -> None:
 def test_valid_cookie_is_known_and_not_reset() -> None:
     signer = CookieSigner((K1,), 86400 * 30)
     identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW + 60)
-    assert (identity.visitor_id, identity.known, identity.cookie, outcome) == (VID, True, None, "valid")
+    assert (identity.visitor_id, identity.known, identity.cookie, outcome) == (
+        VID,
+        True,
+        None,
+        "valid",
+    )
 
 
 def test_cookie_signed_with_old_key_is_re_signed() -> None:
@@ -36,7 +41,9 @@ def test_cookie_signed_with_old_key_is_re_signed() -> None:
 
 def test_aged_cookie_is_refreshed_so_active_visitors_stay_known() -> None:
     signer = CookieSigner((K1,), 86400 * 30)
-    identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW + REFRESH_AFTER_S + 1)
+    identity, outcome = identify(
+        signer, signer.sign(VID, int(NOW)), None, NOW + REFRESH_AFTER_S + 1
+    )
     assert outcome == "refreshed" and identity.visitor_id == VID
     assert signer.verify(identity.cookie or "", NOW + REFRESH_AFTER_S + 1).issued_at > NOW  # type: ignore[union-attr]
 

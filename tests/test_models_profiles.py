@@ -138,9 +138,7 @@ def test_out_of_order_event_does_not_move_the_entry_back() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(
-        st.tuples(st.floats(0, 60 * 86400), st.floats(0.1, 5.0)), min_size=1, max_size=12
-    ),
+    st.lists(st.tuples(st.floats(0, 60 * 86400), st.floats(0.1, 5.0)), min_size=1, max_size=12),
     st.randoms(use_true_random=False),
 )
 def test_decayed_score_is_the_sum_of_decayed_events_in_any_order(

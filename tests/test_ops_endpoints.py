@@ -33,8 +33,11 @@ async def test_metrics_expose_latency_stages_decisions_and_model(client: Any) ->
         assert f'persona_decide_stage_duration_seconds_bucket{{le="5e-06",stage="{stage}"}}' in text
     assert 'persona_fallbacks_total{reason="unknown_placement"} 3.0' in text
     assert 'persona_decisions_total{placement="unknown",policy="fallback"} 3.0' in text
-    hero = [ln for ln in text.splitlines()
-            if ln.startswith('persona_decisions_total{placement="home-hero"')]
+    hero = [
+        ln
+        for ln in text.splitlines()
+        if ln.startswith('persona_decisions_total{placement="home-hero"')
+    ]
     assert sum(float(ln.rsplit(" ", 1)[1]) for ln in hero) == 3.0
     assert "persona_model_info{" in text and 'predictor="lleaves"' in text
     assert "persona_model_loaded 1.0" in text

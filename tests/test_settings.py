@@ -14,14 +14,16 @@ def test_defaults() -> None:
 
 
 def test_environment_is_read_and_parsed() -> None:
-    s = load_settings({
-        "PERSONA_PORT": "9000",
-        "PERSONA_REDIS_URL": "redis://10.0.0.5:6380/2",
-        "PERSONA_COOKIE_SECRETS": "a" * 32 + ", " + "b" * 40,
-        "PERSONA_CORS_ORIGINS": "https://www.example.com, http://localhost:3000/",
-        "PERSONA_UVLOOP": "off",
-        "PERSONA_LOG_LEVEL": "debug",
-    })
+    s = load_settings(
+        {
+            "PERSONA_PORT": "9000",
+            "PERSONA_REDIS_URL": "redis://10.0.0.5:6380/2",
+            "PERSONA_COOKIE_SECRETS": "a" * 32 + ", " + "b" * 40,
+            "PERSONA_CORS_ORIGINS": "https://www.example.com, http://localhost:3000/",
+            "PERSONA_UVLOOP": "off",
+            "PERSONA_LOG_LEVEL": "debug",
+        }
+    )
     assert s.port == 9000
     assert s.redis_url == "redis://10.0.0.5:6380/2"
     assert s.cookie_secrets == ("a" * 32, "b" * 40)
@@ -45,8 +47,10 @@ def test_overrides_win_over_environment() -> None:
         ({"PERSONA_REDIS_CLIENT": "jedis"}, "PERSONA_REDIS_CLIENT"),
         ({"PERSONA_UVLOOP": "maybe"}, "PERSONA_UVLOOP"),
         ({"PERSONA_DECIDE_DEADLINE_MS": "0"}, "PERSONA_DECIDE_DEADLINE_MS"),
-        ({"PERSONA_DECIDE_DEADLINE_MS": "2", "PERSONA_REDIS_TIMEOUT_MS": "3"},
-         "PERSONA_REDIS_TIMEOUT_MS"),
+        (
+            {"PERSONA_DECIDE_DEADLINE_MS": "2", "PERSONA_REDIS_TIMEOUT_MS": "3"},
+            "PERSONA_REDIS_TIMEOUT_MS",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
