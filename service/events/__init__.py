@@ -1,0 +1,1 @@
+"""Events from the page: validation, the atomic profile update, the durable log."""
