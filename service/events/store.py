@@ -59,7 +59,7 @@ class EventWriter:
         for visitor_id in order:
             events = by_person[visitor_id]
             keys = [profile_key(visitor_id), seen_key(visitor_id), log_key(partition(visitor_id))]
-            args = [
+            args: list[bytes | str | int | float] = [
                 now,
                 c.half_life_s,
                 c.ttl_s,
