@@ -55,6 +55,7 @@ class Settings:
     max_placements: int = 10
     affinity_half_life_days: float = 14.0
     holdout_seed: str = "persona-holdout-v1"
+    consent_default: str = "denied"
     uvloop: bool = True
     log_level: str = "INFO"
     redis_server_bin: str = "redis-server"
@@ -271,6 +272,12 @@ SPECS: tuple[Spec, ...] = (
         "Half-life of category and tag affinities.",
     ),
     Spec("holdout_seed", "PERSONA_HOLDOUT_SEED", str, "Seed of the sticky holdout assignment."),
+    Spec(
+        "consent_default",
+        "PERSONA_CONSENT_DEFAULT",
+        _choice("denied", "granted"),
+        "Consent assumed when a call carries no X-Persona-Consent header.",
+    ),
     Spec("uvloop", "PERSONA_UVLOOP", _bool, "Use uvloop when it is installed."),
     Spec(
         "log_level",

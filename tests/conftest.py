@@ -66,11 +66,16 @@ def app_client(
 ) -> Callable[..., Any]:
     """Build the real app with overrides and return a test client for it."""
 
-    async def make(settings: Settings | None = None, **kwargs: Any) -> TestClient[Any, Any]:
+    async def make(
+        settings: Settings | None = None,
+        consent: str | None = "personalization,analytics",
+        **kwargs: Any,
+    ) -> TestClient[Any, Any]:
         app: web.Application = create_app(
             settings or make_settings(), registry=CollectorRegistry(), **kwargs
         )
-        client: TestClient[Any, Any] = await aiohttp_client(app)
+        headers = {"X-Persona-Consent": consent} if consent is not None else {}
+        client: TestClient[Any, Any] = await aiohttp_client(app, headers=headers)
         return client
 
     return make

@@ -237,3 +237,58 @@ async def test_cors_allowlist(app_client: Any, make_settings: Any) -> None:
     assert "POST" in pre.headers["Access-Control-Allow-Methods"]
     denied = await client.options("/v1/decide", headers={"Origin": "https://evil.example"})
     assert denied.status == 403
+
+
+async def test_without_consent_no_cookie_no_read_and_no_personalization(
+    app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
+) -> None:
+    import redis
+
+    settings = make_settings(catalog_path=catalog_without_randomness(tmp_path))
+    store_profile(redis_url, VID, fan_profile("yoga"))
+    before = redis.Redis.from_url(redis_url).dbsize()
+    body = {"placements": ["home-hero"], "visitor_id": VID, "include_scores": True}
+    stranger = {"placements": ["home-hero"], "include_scores": True}
+    for consent in (None, "none", "analytics"):
+        client = await app_client(settings, consent=consent)
+        status, got, resp = await decide(client, body)
+        assert status == 200
+        assert "Set-Cookie" not in resp.headers
+        assert got["visitor_id"] is None
+        _, anon, _ = await decide(client, stranger)
+        assert got["decisions"]["home-hero"]["scores"] == anon["decisions"]["home-hero"]["scores"]
+        assert got["decisions"]["home-hero"]["variant_id"] != "hero-yoga"
+    assert redis.Redis.from_url(redis_url).dbsize() == before  # nothing written
+    granted = await app_client(settings, consent="personalization")
+    _, yes, _ = await decide(granted, body)
+    assert yes["decisions"]["home-hero"]["variant_id"] == "hero-yoga"
+
+
+async def test_refusing_consent_deletes_an_existing_cookie(app_client: Any) -> None:
+    client = await app_client(consent="personalization")
+    _, _, resp = await decide(client, {"placements": ["home-hero"]})
+    assert "persona_vid=" in resp.headers["Set-Cookie"]
+    _, body, resp2 = await decide(
+        client, {"placements": ["home-hero"]}, headers={"X-Persona-Consent": "none"}
+    )
+    assert body["visitor_id"] is None
+    assert 'persona_vid=""' in resp2.headers["Set-Cookie"]
+    assert "Max-Age=0" in resp2.headers["Set-Cookie"]
+
+
+async def test_consent_default_granted_is_configurable(app_client: Any, make_settings: Any) -> None:
+    client = await app_client(make_settings(consent_default="granted"), consent=None)
+    _, body, resp = await decide(client, {"placements": ["home-hero"]})
+    assert body["visitor_id"] and "Set-Cookie" in resp.headers
+
+
+@pytest.mark.parametrize("header", ["", "personalisation", "none,analytics"])
+async def test_malformed_consent_header_is_a_400(client: Any, header: str) -> None:
+    resp = await client.post(
+        "/v1/decide",
+        data=b'{"placements": ["home-hero"]}',
+        headers={"X-Persona-Consent": header},
+    )
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["error"] == "invalid_consent" and "X-Persona-Consent" in body["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.identity.consent import ConsentState
 from service.identity.cookies import CookieSigner
 from service.identity.identify import REFRESH_AFTER_S, identify
 
@@ -9,11 +10,13 @@ K1 = "k1-" + "a" * 40
 K2 = "k2-" + "b" * 40
 NOW = 1_790_000_000.0
 VID = "AbCdEfGhIjKlMnOpQrStUv"
+YES = ConsentState(True, True, "header")
+NO = ConsentState(False, False, "header")
 
 
 def test_no_cookie_mints_an_unknown_visitor_with_a_cookie() -> None:
     signer = CookieSigner((K1,), 86400 * 30)
-    identity, outcome = identify(signer, None, None, NOW)
+    identity, outcome = identify(signer, None, None, NOW, YES)
     assert outcome == "minted" and not identity.known and identity.source == "minted"
     assert identity.cookie is not None
     assert signer.verify(identity.cookie, NOW).visitor_id == identity.visitor_id  # type: ignore[union-attr]
@@ -21,7 +24,7 @@ def test_no_cookie_mints_an_unknown_visitor_with_a_cookie() -> None:
 
 def test_valid_cookie_is_known_and_not_reset() -> None:
     signer = CookieSigner((K1,), 86400 * 30)
-    identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW + 60)
+    identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW + 60, YES)
     assert (identity.visitor_id, identity.known, identity.cookie, outcome) == (
         VID,
         True,
@@ -33,7 +36,7 @@ def test_valid_cookie_is_known_and_not_reset() -> None:
 def test_cookie_signed_with_old_key_is_re_signed() -> None:
     old = CookieSigner((K1,), 86400 * 30)
     signer = CookieSigner((K2, K1), 86400 * 30)
-    identity, outcome = identify(signer, old.sign(VID, int(NOW)), None, NOW)
+    identity, outcome = identify(signer, old.sign(VID, int(NOW)), None, NOW, YES)
     assert outcome == "refreshed" and identity.visitor_id == VID and identity.known
     assert identity.cookie is not None
     assert signer.verify(identity.cookie, NOW).key_index == 0  # type: ignore[union-attr]
@@ -42,7 +45,7 @@ def test_cookie_signed_with_old_key_is_re_signed() -> None:
 def test_aged_cookie_is_refreshed_so_active_visitors_stay_known() -> None:
     signer = CookieSigner((K1,), 86400 * 30)
     identity, outcome = identify(
-        signer, signer.sign(VID, int(NOW)), None, NOW + REFRESH_AFTER_S + 1
+        signer, signer.sign(VID, int(NOW)), None, NOW + REFRESH_AFTER_S + 1, YES
     )
     assert outcome == "refreshed" and identity.visitor_id == VID
     assert signer.verify(identity.cookie or "", NOW + REFRESH_AFTER_S + 1).issued_at > NOW  # type: ignore[union-attr]
@@ -51,19 +54,31 @@ def test_aged_cookie_is_refreshed_so_active_visitors_stay_known() -> None:
 def test_tampered_cookie_is_replaced_with_a_new_visitor() -> None:
     signer = CookieSigner((K1,), 86400 * 30)
     value = signer.sign(VID, int(NOW))
-    identity, outcome = identify(signer, value[:-2] + "AA", None, NOW)
+    identity, outcome = identify(signer, value[:-2] + "AA", None, NOW, YES)
     assert outcome == "rejected" and identity.visitor_id != VID and not identity.known
     assert identity.cookie is not None
 
 
 def test_expired_cookie_is_replaced() -> None:
     signer = CookieSigner((K1,), 3600)
-    identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW + 7200)
+    identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW + 7200, YES)
     assert outcome == "rejected" and identity.visitor_id != VID
 
 
 def test_explicit_visitor_id_wins_and_sets_no_cookie() -> None:
     signer = CookieSigner((K1,), 3600)
-    identity, outcome = identify(signer, signer.sign(VID, int(NOW)), "server-side-id-12345", NOW)
+    identity, outcome = identify(
+        signer, signer.sign(VID, int(NOW)), "server-side-id-12345", NOW, YES
+    )
     assert outcome == "explicit" and identity.visitor_id == "server-side-id-12345"
     assert identity.known and identity.cookie is None
+
+
+def test_without_consent_nothing_is_identified_and_the_cookie_is_deleted() -> None:
+    signer = CookieSigner((K1,), 3600)
+    identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW, NO)
+    assert outcome == "no_consent"
+    assert identity.visitor_id is None and not identity.known and identity.cookie is None
+    assert identity.clear_cookie
+    identity, _ = identify(signer, None, "server-side-id-12345", NOW, NO)
+    assert identity.visitor_id is None and not identity.clear_cookie

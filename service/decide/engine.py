@@ -103,7 +103,7 @@ class DecisionEngine:
         profile: Profile | None = None
         reason: str | None = None
         redis_s = 0.0
-        if wanted and req.identity.known:
+        if wanted and req.identity.known and req.identity.visitor_id is not None:
             profile, reason, redis_s = await self._read_profile(req.identity.visitor_id, started)
         if reason is None and model is None:
             reason = "no_model"
@@ -120,9 +120,13 @@ class DecisionEngine:
                 decisions.append(self.default_decision(placement, "fallback", reason, now, model))
                 continue
             assert model is not None
-            if in_holdout(
-                self.config.holdout_seed, req.identity.visitor_id, name, placement.holdout_share
-            ):
+            vid = req.identity.visitor_id
+            held_out = (
+                in_holdout(self.config.holdout_seed, vid, name, placement.holdout_share)
+                if vid is not None
+                else self.rng.random() < placement.holdout_share
+            )
+            if held_out:
                 decisions.append(self.default_decision(placement, "holdout", None, now, model))
                 continue
             t0 = perf_counter()

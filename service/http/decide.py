@@ -19,6 +19,8 @@ from service.features.context import (
     time_parts,
 )
 from service.http.schemas import DECIDE_DECODER, ContextBody, DecideBody
+from service.identity.consent import HEADER as CONSENT_HEADER
+from service.identity.consent import ConsentError, parse_consent
 from service.identity.identify import identify
 from service.keys import ENGINE, METRICS, SETTINGS, SIGNER
 
@@ -82,8 +84,18 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
     if len(set(body.placements)) != len(body.placements):
         raise ApiError(400, "invalid_request", "a placement is listed twice")
     now = time.time()
+    try:
+        consent = parse_consent(
+            request.headers.get(CONSENT_HEADER), settings.consent_default == "granted"
+        )
+    except ConsentError as exc:
+        raise ApiError(400, "invalid_consent", str(exc)) from None
     identity, outcome = identify(
-        request.app[SIGNER], request.cookies.get(settings.cookie_name), body.visitor_id, now
+        request.app[SIGNER],
+        request.cookies.get(settings.cookie_name),
+        body.visitor_id,
+        now,
+        consent,
     )
     metrics.cookies.labels(outcome).inc()
     ctx = _context(body.context, request.headers.get("User-Agent", ""), now)
@@ -122,6 +134,8 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
             samesite="Lax",
             secure=secure,
         )
+    if identity.clear_cookie:
+        response.del_cookie(settings.cookie_name, path="/", domain=settings.cookie_domain)
     if stages is not None:
         metrics.stage["redis"].observe(stages.redis)
         metrics.stage["features"].observe(stages.features)

@@ -6,6 +6,7 @@ all) plugs in here and nowhere else.
 
 from __future__ import annotations
 
+from service.identity.consent import ConsentState
 from service.identity.cookies import CookieSigner
 from service.identity.visitor import Identity, mint_visitor_id
 
@@ -17,14 +18,18 @@ def identify(
     cookie_value: str | None,
     explicit_visitor_id: str | None,
     now: float,
+    consent: ConsentState,
 ) -> tuple[Identity, str]:
     """Resolve the visitor and the cookie outcome.
 
-    Returns the identity and an outcome label for metrics: ``explicit``,
+    Returns the identity and an outcome label for metrics: ``no_consent``
+    (nothing identified; an existing cookie is deleted), ``explicit``,
     ``valid``, ``refreshed`` (re-signed with the current key or aged),
     ``minted`` (no cookie) or ``rejected`` (tampered or expired: replaced).
     ``explicit_visitor_id`` must already be format-checked by the caller.
     """
+    if not consent.personalization:
+        return Identity(None, "none", False, None, clear_cookie=bool(cookie_value)), "no_consent"
     if explicit_visitor_id is not None:
         return Identity(explicit_visitor_id, "explicit", True, None), "explicit"
     if cookie_value:

@@ -33,11 +33,14 @@ class Identity:
     """Who the request is about, and what to send back.
 
     ``known`` is true when the id came from the caller (a valid cookie or an
-    explicit id), so there may be a stored profile to read. ``cookie`` is a
-    value to set on the response, or ``None`` to leave the cookie alone.
+    explicit id) and consent allows reading, so there may be a stored profile.
+    ``visitor_id`` is ``None`` without consent to personalization. ``cookie`` is
+    a value to set on the response, or ``None`` to leave the cookie alone;
+    ``clear_cookie`` asks to delete an identifier the visitor no longer allows.
     """
 
-    visitor_id: str
+    visitor_id: str | None
     source: str
     known: bool
     cookie: str | None
+    clear_cookie: bool = False
