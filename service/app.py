@@ -19,11 +19,13 @@ from redis.backoff import NoBackoff
 
 from service.catalog.loader import CatalogError, CatalogSource, FileCatalogSource
 from service.decide.engine import DecisionEngine, EngineConfig, LoadedModel
+from service.events.store import EventWriter, WriteConfig
 from service.features.schema import schema_hash
 from service.http import decide, ops
+from service.http import events as events_http
 from service.http.middleware import cors, observe
 from service.identity.cookies import CookieSigner
-from service.keys import ENGINE, METRICS, REDIS, SETTINGS, SIGNER
+from service.keys import ENGINE, EVENT_WRITER, METRICS, REDIS, SETTINGS, SIGNER
 from service.metrics import Metrics
 from service.scoring.bundle import BundleError, load_bundle
 from service.scoring.predictor import load_predictor
@@ -35,12 +37,12 @@ from service.store.resp import PipelinedConnection
 log = logging.getLogger(__name__)
 
 
-def redis_client(settings: Settings) -> aioredis.Redis:
+def redis_client(settings: Settings, timeout_s: float | None = None) -> aioredis.Redis:
     """redis-py client with explicit timeouts and no retries (no retry storms)."""
     assert settings.redis_url is not None
     return aioredis.Redis.from_url(
         settings.redis_url,
-        socket_timeout=max(settings.redis_timeout_ms / 1000, 0.05),
+        socket_timeout=timeout_s or max(settings.redis_timeout_ms / 1000, 0.05),
         socket_connect_timeout=settings.redis_connect_timeout_ms / 1000,
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
@@ -102,6 +104,16 @@ def create_app(
             clock=clock,
         )
         app[ENGINE] = engine
+        events_client = redis_client(settings, timeout_s=settings.events_timeout_ms / 1000)
+        app[EVENT_WRITER] = EventWriter(
+            events_client,
+            WriteConfig(
+                half_life_s=settings.affinity_half_life_days * 86400,
+                ttl_s=settings.profile_ttl_days * 86400,
+                log_maxlen=settings.log_maxlen,
+                dedupe_window_s=settings.dedupe_window_s,
+            ),
+        )
         try:
             catalog = await source.load()
             engine.catalog = catalog
@@ -122,10 +134,12 @@ def create_app(
         if conn is not None:
             await conn.aclose()
         await client.aclose()
+        await events_client.aclose()
 
     app.cleanup_ctx.append(resources)
     app.router.add_post("/v1/decide", decide.post_decide)
     app.router.add_get("/v1/decide", decide.get_decide)
+    app.router.add_post("/v1/events", events_http.post_events)
     app.router.add_get("/healthz", ops.healthz)
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)

@@ -6,6 +6,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from service.decide.engine import DecisionEngine
+from service.events.store import EventWriter
 from service.identity.cookies import CookieSigner
 from service.metrics import Metrics
 from service.settings import Settings
@@ -15,3 +16,4 @@ METRICS = web.AppKey("metrics", Metrics)
 SIGNER = web.AppKey("signer", CookieSigner)
 ENGINE = web.AppKey("engine", DecisionEngine)
 REDIS = web.AppKey("redis", aioredis.Redis)
+EVENT_WRITER = web.AppKey("event_writer", EventWriter)

@@ -161,6 +161,23 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.events = Counter(
+            "persona_events_total",
+            "Events received, by type and outcome (accepted, duplicate, rejected, ignored).",
+            ["type", "status"],
+            registry=r,
+        )
+        self.events_unavailable = Counter(
+            "persona_event_batches_unavailable_total",
+            "Event batches answered 503 because Redis could not store them.",
+            registry=r,
+        )
+        self.ingest_seconds = Histogram(
+            "persona_event_ingest_duration_seconds",
+            "Time to validate and store an event batch (until the acknowledgement).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.stage = {s: self.stage_seconds.labels(s) for s in STAGES}
         self.fallback = {r_: self.fallbacks.labels(r_) for r_ in FALLBACK_REASONS}
         self._decision_children: dict[tuple[str, str], Counter] = {}

@@ -56,6 +56,10 @@ class Settings:
     affinity_half_life_days: float = 14.0
     holdout_seed: str = "persona-holdout-v1"
     consent_default: str = "denied"
+    events_timeout_ms: float = 500.0
+    profile_ttl_days: int = 396
+    log_maxlen: int = 1_000_000
+    dedupe_window_s: int = 86400
     uvloop: bool = True
     log_level: str = "INFO"
     redis_server_bin: str = "redis-server"
@@ -277,6 +281,30 @@ SPECS: tuple[Spec, ...] = (
         "PERSONA_CONSENT_DEFAULT",
         _choice("denied", "granted"),
         "Consent assumed when a call carries no X-Persona-Consent header.",
+    ),
+    Spec(
+        "events_timeout_ms",
+        "PERSONA_EVENTS_TIMEOUT_MS",
+        _float_range(10, 60000),
+        "How long an event batch may wait for Redis before the answer is 503.",
+    ),
+    Spec(
+        "profile_ttl_days",
+        "PERSONA_PROFILE_TTL_DAYS",
+        _int_range(1, 3650),
+        "Expiry of every per-person key, refreshed on activity (default about 13 months).",
+    ),
+    Spec(
+        "log_maxlen",
+        "PERSONA_LOG_MAXLEN",
+        _int_range(1000, 10**9),
+        "Approximate maximum entries kept per event-log partition (64 partitions).",
+    ),
+    Spec(
+        "dedupe_window_s",
+        "PERSONA_DEDUPE_WINDOW_S",
+        _int_range(60, 30 * 86400),
+        "How long a seen event_id is remembered to ignore a replay.",
     ),
     Spec("uvloop", "PERSONA_UVLOOP", _bool, "Use uvloop when it is installed."),
     Spec(

@@ -85,3 +85,11 @@ def app_client(
 async def client(app_client: Callable[..., Any]) -> AsyncIterator[TestClient[Any, Any]]:
     """A client of the app with default test settings."""
     yield await app_client()
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client of the test Redis, closed after the test."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

@@ -240,13 +240,11 @@ async def test_cors_allowlist(app_client: Any, make_settings: Any) -> None:
 
 
 async def test_without_consent_no_cookie_no_read_and_no_personalization(
-    app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
+    sync_redis: Any, app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    import redis
-
     settings = make_settings(catalog_path=catalog_without_randomness(tmp_path))
     store_profile(redis_url, VID, fan_profile("yoga"))
-    before = redis.Redis.from_url(redis_url).dbsize()
+    before = sync_redis.dbsize()
     body = {"placements": ["home-hero"], "visitor_id": VID, "include_scores": True}
     stranger = {"placements": ["home-hero"], "include_scores": True}
     for consent in (None, "none", "analytics"):
@@ -258,7 +256,7 @@ async def test_without_consent_no_cookie_no_read_and_no_personalization(
         _, anon, _ = await decide(client, stranger)
         assert got["decisions"]["home-hero"]["scores"] == anon["decisions"]["home-hero"]["scores"]
         assert got["decisions"]["home-hero"]["variant_id"] != "hero-yoga"
-    assert redis.Redis.from_url(redis_url).dbsize() == before  # nothing written
+    assert sync_redis.dbsize() == before  # nothing written
     granted = await app_client(settings, consent="personalization")
     _, yes, _ = await decide(granted, body)
     assert yes["decisions"]["home-hero"]["variant_id"] == "hero-yoga"

@@ -18,6 +18,7 @@ from service.features.context import (
     device_from_user_agent,
     time_parts,
 )
+from service.http.cookies import apply_cookie
 from service.http.schemas import DECIDE_DECODER, ContextBody, DecideBody
 from service.identity.consent import HEADER as CONSENT_HEADER
 from service.identity.consent import ConsentError, parse_consent
@@ -119,23 +120,7 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
     response = web.Response(
         body=payload, content_type="application/json", headers={"Cache-Control": "no-store"}
     )
-    if identity.cookie is not None:
-        secure = settings.cookie_secure == "true" or (
-            settings.cookie_secure == "auto"
-            and (request.secure or request.headers.get("X-Forwarded-Proto") == "https")
-        )
-        response.set_cookie(
-            settings.cookie_name,
-            identity.cookie,
-            max_age=settings.cookie_max_age_s,
-            path="/",
-            domain=settings.cookie_domain,
-            httponly=True,
-            samesite="Lax",
-            secure=secure,
-        )
-    if identity.clear_cookie:
-        response.del_cookie(settings.cookie_name, path="/", domain=settings.cookie_domain)
+    apply_cookie(request, response, settings, identity)
     if stages is not None:
         metrics.stage["redis"].observe(stages.redis)
         metrics.stage["features"].observe(stages.features)

@@ -1,0 +1,93 @@
+"""``POST /v1/events``: validate each event, write the batch, report per event."""
+
+from __future__ import annotations
+
+import time
+from time import perf_counter
+
+import msgspec
+import orjson
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from service.errors import ApiError
+from service.events.ingest import validate_batch
+from service.events.schemas import ENVELOPE_DECODER, MAX_BATCH
+from service.http.cookies import apply_cookie
+from service.identity.consent import HEADER as CONSENT_HEADER
+from service.identity.consent import ConsentError, parse_consent
+from service.identity.identify import identify
+from service.keys import ENGINE, EVENT_WRITER, METRICS, SETTINGS, SIGNER
+
+RETRY_AFTER_S = "1"
+
+
+async def post_events(request: web.Request) -> web.Response:
+    """Accept a batch of events; 202 once Redis has every accepted one."""
+    started = perf_counter()
+    settings = request.app[SETTINGS]
+    metrics = request.app[METRICS]
+    raw = await request.read()
+    try:
+        envelope = ENVELOPE_DECODER.decode(raw)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if "length <=" in message:
+            message = f"at most {MAX_BATCH} events per batch ({message})"
+        raise ApiError(400, "invalid_request", message) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    try:
+        consent = parse_consent(
+            request.headers.get(CONSENT_HEADER), settings.consent_default == "granted"
+        )
+    except ConsentError as exc:
+        raise ApiError(400, "invalid_consent", str(exc)) from None
+    now = time.time()
+    identity, _ = identify(
+        request.app[SIGNER], request.cookies.get(settings.cookie_name), None, now, consent
+    )
+    engine = request.app[ENGINE]
+    batch = validate_batch(
+        envelope.events, now, identity.visitor_id, consent.personalization, engine.catalog
+    )
+    if batch.by_person:
+        try:
+            # the events client's socket timeout is PERSONA_EVENTS_TIMEOUT_MS; no
+            # wait_for here: cancelling a pipeline mid-flight would leak its connection
+            applied = await request.app[EVENT_WRITER].apply(batch.by_person, now)
+        except (RedisError, OSError, TimeoutError):
+            metrics.events_unavailable.inc()
+            response = web.Response(
+                status=503,
+                body=orjson.dumps(
+                    {
+                        "error": "unavailable",
+                        "message": "events could not be stored; retry the batch",
+                    }
+                ),
+                content_type="application/json",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+            return response
+        for visitor, flags in applied.items():
+            for index, flag in zip(batch.slots[visitor], flags, strict=True):
+                if not flag:
+                    batch.verdicts[index].status = "duplicate"
+    counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "ignored": 0}
+    for v in batch.verdicts:
+        counts[v.status] += 1
+        metrics.events.labels(v.type if v.type in _TYPES else "unknown", v.status).inc()
+    stored = counts["accepted"] + counts["duplicate"]
+    status = 202 if stored or counts["ignored"] else 400
+    body = {**counts, "results": [v.to_json() for v in batch.verdicts]}
+    if status == 400:
+        body = {"error": "invalid_request", "message": "no event in the batch is valid", **body}
+    response = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    if stored or identity.clear_cookie:
+        apply_cookie(request, response, settings, identity)
+    metrics.ingest_seconds.observe(perf_counter() - started)
+    return response
+
+
+_TYPES = {"view", "impression", "click", "conversion", "feedback", "identify", "consent"}
