@@ -17,6 +17,7 @@ import pytest
 from service.local_redis import LocalRedis, free_port
 from service.settings import REPO_DIR, SPECS
 from tests.conftest import CACHE_DIR, SECRET
+from tests.helpers import fan_profile, store_profile
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -157,6 +158,19 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
         assert len(workers) == 2
         for _ in range(40):
             post_decide(port)
+        # a known visitor's profile is read over the pipelined client on uvloop
+        store_profile(redis.url, "process-visitor-0001", fan_profile("climbing"))
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/decide",
+            method="POST",
+            data=b'{"placements": ["home-hero"], "visitor_id": "process-visitor-0001", '
+            b'"include_scores": true}',
+            headers={"X-Persona-Consent": "personalization"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as r:
+            hero = orjson.loads(r.read())["decisions"]["home-hero"]
+        assert hero["fallback"] is None
+        assert hero["scores"][0]["variant_id"] == "hero-climbing"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
         count = [
@@ -164,7 +178,7 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
             for ln in text.splitlines()
             if ln.startswith('persona_http_request_duration_seconds_count{endpoint="/v1/decide"')
         ]
-        assert count and float(count[0].rsplit(" ", 1)[1]) == 40.0
+        assert count and float(count[0].rsplit(" ", 1)[1]) == 41.0
         os.kill(workers[0], signal.SIGKILL)  # a crashed worker is replaced
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

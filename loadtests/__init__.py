@@ -1,0 +1,1 @@
+"""Load generation and the decide benchmark (docs/benchmarks.md)."""
