@@ -141,16 +141,16 @@ async def run(
             if conn is not None and conn.transport is not None:
                 conn.transport.close()
             return
-        result.latencies.append(loop.time() - intended)
+        result.latencies.append(time.perf_counter() - intended)
         result.statuses[status] = result.statuses.get(status, 0) + 1
         idle.append(conn)
 
-    start = loop.time() + 0.05
+    start = time.perf_counter() + 0.05
     total = int(rate * duration_s)
     interval = 1.0 / rate
     for i in range(total):
         intended = start + i * interval
-        delay = intended - loop.time()
+        delay = intended - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         task = loop.create_task(one(intended, make_request(rng)))
@@ -158,7 +158,7 @@ async def run(
         task.add_done_callback(pending.discard)
     if pending:
         await asyncio.wait(pending)
-    result.elapsed_s = loop.time() - start
+    result.elapsed_s = time.perf_counter() - start
     for conn in idle:
         if conn.transport is not None:
             conn.transport.close()

@@ -23,7 +23,7 @@ from service.events.store import EventWriter, WriteConfig
 from service.features.schema import schema_hash
 from service.http import decide, ops
 from service.http import events as events_http
-from service.http.middleware import cors, observe
+from service.http.middleware import edge
 from service.identity.cookies import CookieSigner
 from service.keys import ENGINE, EVENT_WRITER, METRICS, REDIS, SETTINGS, SIGNER
 from service.metrics import Metrics
@@ -70,7 +70,7 @@ def create_app(
     """Build the service. ``settings.redis_url`` and a cookie secret must be set."""
     if settings.redis_url is None:
         raise ValueError("settings.redis_url must be set (the CLI starts a Redis if needed)")
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[cors, observe])
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge])
     app[SETTINGS] = settings
     app[METRICS] = Metrics(registry if registry is not None else CollectorRegistry())
     app[SIGNER] = CookieSigner(settings.cookie_secrets, settings.cookie_max_age_s)

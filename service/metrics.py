@@ -181,6 +181,24 @@ class Metrics:
         self.stage = {s: self.stage_seconds.labels(s) for s in STAGES}
         self.fallback = {r_: self.fallbacks.labels(r_) for r_ in FALLBACK_REASONS}
         self._decision_children: dict[tuple[str, str], Counter] = {}
+        self._request_children: dict[tuple[str, int], tuple[Histogram, Counter]] = {}
+        self.cookie_outcome = {
+            o: self.cookies.labels(o)
+            for o in ("valid", "refreshed", "minted", "rejected", "explicit", "no_consent")
+        }
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        """Record one HTTP request (children cached: ``.labels`` costs µs per call)."""
+        key = (endpoint, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.request_seconds.labels(endpoint),
+                self.responses.labels(endpoint, str(status)),
+            )
+            self._request_children[key] = children
+        children[0].observe(seconds)
+        children[1].inc()
 
     def decision(self, placement: str, policy: str) -> Counter:
         """The pre-bound counter child for one placement and policy."""

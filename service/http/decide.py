@@ -98,7 +98,7 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
         now,
         consent,
     )
-    metrics.cookies.labels(outcome).inc()
+    metrics.cookie_outcome[outcome].inc()
     ctx = _context(body.context, request.headers.get("User-Agent", ""), now)
     req = DecideRequest(tuple(body.placements), ctx, identity, body.include_scores)
     t_identified = perf_counter()
