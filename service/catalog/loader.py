@@ -51,6 +51,7 @@ class PlacementDoc(msgspec.Struct, forbid_unknown_fields=True):
     description: str = ""
     explore_share: Share = 0.0
     holdout_share: Share = 0.0
+    frequency_cap: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
 class CatalogDoc(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,6 +113,7 @@ def parse_catalog(raw: bytes, origin: str = "catalog") -> Catalog:
             default_variant=variants[p.default_variant],
             explore_share=p.explore_share,
             holdout_share=p.holdout_share,
+            frequency_cap=p.frequency_cap,
             static_features=static_feature_matrix(members, p.default_variant),
         )
     version = hashlib.sha256(raw).hexdigest()[:12]

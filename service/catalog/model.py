@@ -39,6 +39,7 @@ class Placement:
     default_variant: Variant
     explore_share: float = 0.0
     holdout_share: float = 0.0
+    frequency_cap: int | None = None
     static_features: npt.NDArray[np.float64] = field(
         default_factory=lambda: np.zeros((0, len(VARIANT_FEATURES)))
     )

@@ -18,6 +18,7 @@ import numpy as np
 
 from service.catalog.model import Catalog, Placement
 from service.decide.choice import choose, in_holdout
+from service.decide.eligibility import eligible
 from service.decide.types import DecideRequest, Decision, StageTimes
 from service.features.builder import VisitorView, rows_for_view, visitor_view
 from service.features.profile import Profile, decode_profile
@@ -145,25 +146,32 @@ class DecisionEngine:
             t2 = perf_counter()
             features_s += t1 - t0
             score_s += t2 - t1
-            decisions.append(self._scored(placement, scores, req.include_scores, now, model))
+            keep, capped = eligible(placement, view.var)
+            decisions.append(
+                self._scored(placement, scores, keep, capped, req.include_scores, now, model)
+            )
         return decisions, StageTimes(redis=redis_s, features=features_s, score=score_s)
 
     def _scored(
         self,
         placement: Placement,
         scores: object,
+        keep: list[int],
+        capped: list[str],
         include_scores: bool,
         now: float,
         model: LoadedModel,
     ) -> Decision:
         values = np.asarray(scores, dtype=np.float64)
+        if capped:
+            values = values[keep]
         choice = choose(values, placement.explore_share, self.rng.random(), self.rng.random())
-        variant = placement.variants[choice.index]
+        variant = placement.variants[keep[choice.index]]
         self.metrics.decision(placement.name, choice.policy).inc()
         ranked = None
         if include_scores:
             order = np.argsort(-values, kind="stable")
-            ranked = tuple((placement.variants[i].id, float(values[i])) for i in order)
+            ranked = tuple((placement.variants[keep[i]].id, float(values[i])) for i in order)
         return Decision(
             placement=placement.name,
             decision_id=self.new_decision_id(now),
@@ -174,6 +182,7 @@ class DecisionEngine:
             propensity=choice.propensity,
             model_version=model.manifest.version,
             scores=ranked,
+            excluded=tuple(capped),
         )
 
     def fallback_all(self, names: tuple[str, ...], reason: str) -> list[Decision]:

@@ -33,6 +33,7 @@ class Decision:
     model_version: str | None
     scores: tuple[tuple[str, float], ...] | None = None
     error: str | None = None
+    excluded: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The decision as the API returns it."""
@@ -49,6 +50,7 @@ class Decision:
         if self.scores is not None:
             out["propensity"] = self.propensity
             out["scores"] = [{"variant_id": v, "score": s} for v, s in self.scores]
+            out["excluded"] = [{"variant_id": v, "reason": "frequency_cap"} for v in self.excluded]
         return out
 
 
