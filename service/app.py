@@ -25,7 +25,8 @@ from service.http import decide, ops
 from service.http import events as events_http
 from service.http.middleware import edge
 from service.identity.cookies import CookieSigner
-from service.keys import ENGINE, EVENT_WRITER, METRICS, REDIS, SETTINGS, SIGNER
+from service.identity.customer import CustomerKeys
+from service.keys import CUSTOMER_KEYS, ENGINE, EVENT_WRITER, METRICS, REDIS, SETTINGS, SIGNER
 from service.metrics import Metrics
 from service.scoring.bundle import BundleError, load_bundle
 from service.scoring.predictor import load_predictor
@@ -74,6 +75,9 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = Metrics(registry if registry is not None else CollectorRegistry())
     app[SIGNER] = CookieSigner(settings.cookie_secrets, settings.cookie_max_age_s)
+    if settings.customer_id_key is None or settings.site_secret is None:
+        raise ValueError("settings.customer_id_key and settings.site_secret must be set")
+    app[CUSTOMER_KEYS] = CustomerKeys(settings.customer_id_key, settings.site_secret)
     source = catalog_source or FileCatalogSource(settings.catalog_path)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

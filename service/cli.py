@@ -104,11 +104,18 @@ def _compile(settings: Settings) -> int:
 
 def _serve(settings: Settings) -> int:
     local: LocalRedis | None = None
-    if not settings.cookie_secrets:
-        settings = dataclasses.replace(settings, cookie_secrets=dev_secrets(settings.data_dir))
+    if not (settings.cookie_secrets and settings.customer_id_key and settings.site_secret):
+        stored = dev_secrets(settings.data_dir)
+        settings = dataclasses.replace(
+            settings,
+            cookie_secrets=settings.cookie_secrets or tuple(stored["cookie_secrets"]),
+            customer_id_key=settings.customer_id_key or stored["customer_id_key"],
+            site_secret=settings.site_secret or stored["site_secret"],
+        )
         log.warning(
-            "PERSONA_COOKIE_SECRETS is not set: using a generated key from %s "
-            "(set your own in production)",
+            "cookie, customer-id or site secrets are not all set: using generated ones "
+            "from %s (set PERSONA_COOKIE_SECRETS, PERSONA_CUSTOMER_ID_KEY and "
+            "PERSONA_SITE_SECRET in production)",
             settings.data_dir / "secrets.json",
         )
     try:

@@ -8,6 +8,7 @@ from aiohttp import web
 from service.decide.engine import DecisionEngine
 from service.events.store import EventWriter
 from service.identity.cookies import CookieSigner
+from service.identity.customer import CustomerKeys
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -17,3 +18,4 @@ SIGNER = web.AppKey("signer", CookieSigner)
 ENGINE = web.AppKey("engine", DecisionEngine)
 REDIS = web.AppKey("redis", aioredis.Redis)
 EVENT_WRITER = web.AppKey("event_writer", EventWriter)
+CUSTOMER_KEYS = web.AppKey("customer_keys", CustomerKeys)

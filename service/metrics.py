@@ -172,6 +172,12 @@ class Metrics:
             "Event batches answered 503 because Redis could not store them.",
             registry=r,
         )
+        self.merges = Counter(
+            "persona_identity_merges_total",
+            "identify events: anonymous profiles merged into customer profiles, by outcome.",
+            ["outcome"],
+            registry=r,
+        )
         self.ingest_seconds = Histogram(
             "persona_event_ingest_duration_seconds",
             "Time to validate and store an event batch (until the acknowledgement).",

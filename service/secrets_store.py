@@ -10,19 +10,31 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 
-def dev_secrets(data_dir: Path) -> tuple[str, ...]:
-    """The stored development cookie secrets, created on first use."""
+def dev_secrets(data_dir: Path) -> dict[str, Any]:
+    """The stored development secrets, created (or completed) on first use.
+
+    Keys: ``cookie_secrets`` (list), ``customer_id_key``, ``site_secret``.
+    """
     path = data_dir / "secrets.json"
-    if path.exists():
-        doc = orjson.loads(path.read_bytes())
-        return tuple(str(s) for s in doc["cookie_secrets"])
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = (secrets.token_urlsafe(32),)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(orjson.dumps({"cookie_secrets": list(value)}))
-    return value
+    doc: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
+    wanted: dict[str, Any] = {
+        "cookie_secrets": [secrets.token_urlsafe(32)],
+        "customer_id_key": secrets.token_urlsafe(32),
+        "site_secret": secrets.token_urlsafe(32),
+    }
+    missing = [k for k in wanted if k not in doc]
+    if missing:
+        for key in missing:
+            doc[key] = wanted[key]
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(doc))
+        os.replace(tmp, path)
+    return doc

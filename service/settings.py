@@ -56,6 +56,9 @@ class Settings:
     affinity_half_life_days: float = 14.0
     holdout_seed: str = "persona-holdout-v1"
     consent_default: str = "denied"
+    customer_id_key: str | None = None
+    site_secret: str | None = None
+    api_keys: tuple[str, ...] = ()
     events_timeout_ms: float = 500.0
     profile_ttl_days: int = 396
     log_maxlen: int = 1_000_000
@@ -138,6 +141,15 @@ def _secrets(raw: str) -> tuple[str, ...]:
         if len(item) < 32:
             raise ValueError("each secret must be at least 32 characters")
     return items
+
+
+def _optional_secret(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if len(value) < 32:
+        raise ValueError("must be at least 32 characters")
+    return value
 
 
 def _origins(raw: str) -> tuple[str, ...]:
@@ -281,6 +293,27 @@ SPECS: tuple[Spec, ...] = (
         "PERSONA_CONSENT_DEFAULT",
         _choice("denied", "granted"),
         "Consent assumed when a call carries no X-Persona-Consent header.",
+    ),
+    Spec(
+        "customer_id_key",
+        "PERSONA_CUSTOMER_ID_KEY",
+        _optional_secret,
+        "Key (>= 32 chars) that pseudonymizes customer ids; never stored in Redis. "
+        "Empty: generated once into PERSONA_DATA_DIR/secrets.json.",
+    ),
+    Spec(
+        "site_secret",
+        "PERSONA_SITE_SECRET",
+        _optional_secret,
+        "Secret (>= 32 chars) shared with the site's server, which signs customer ids "
+        "for its pages. Empty: generated once into PERSONA_DATA_DIR/secrets.json.",
+    ),
+    Spec(
+        "api_keys",
+        "PERSONA_API_KEYS",
+        _secrets,
+        "Comma-separated keys (>= 32 chars) the site's server sends as 'Authorization: "
+        "Bearer <key>' to pass customer ids without a signature.",
     ),
     Spec(
         "events_timeout_ms",

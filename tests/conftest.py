@@ -19,6 +19,7 @@ from service.local_redis import LocalRedis
 from service.settings import REPO_DIR, Settings
 
 SECRET = "test-secret-" + "x" * 32
+SITE_SECRET = "site-secret-" + "s" * 32
 CACHE_DIR = Path(os.environ.get("PERSONA_TEST_CACHE", REPO_DIR / ".persona" / "cache"))
 
 
@@ -48,6 +49,8 @@ def make_settings(redis_url: str) -> Callable[..., Settings]:
         base = Settings(
             redis_url=redis_url,
             cookie_secrets=(SECRET,),
+            customer_id_key="customer-key-" + "k" * 32,
+            site_secret=SITE_SECRET,
             cache_dir=CACHE_DIR,
             decide_deadline_ms=50.0,
             redis_timeout_ms=25.0,

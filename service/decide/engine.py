@@ -90,6 +90,10 @@ class DecisionEngine:
         profile = decode_profile(raw)
         if raw is not None and profile is None:
             self.metrics.profile_decode_errors.inc()
+        alias = profile.get("alias") if profile is not None else None
+        if isinstance(alias, str):
+            # an id linked to a customer (a device whose cookie predates the login)
+            return await self._read_profile(alias, started)
         return profile, None, perf_counter() - t
 
     async def decide(self, req: DecideRequest, started: float) -> tuple[list[Decision], StageTimes]:

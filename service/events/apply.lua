@@ -26,6 +26,11 @@ if raw then
   if ok and type(decoded) == 'table' then p = decoded end
 end
 
+if p ~= nil and p.alias ~= nil then
+  -- this id was linked to a customer: the caller re-applies there
+  return {'alias', p.alias}
+end
+
 local function empty(ts)
   return {v = 1, first = ts, last = ts, sessions = 0, views = 0, clicks = 0, imps = 0,
           convs = 0, revenue = 0, fb_sum = 0, fb_n = 0, cat = {}, tag = {}, cat_clicks = {},

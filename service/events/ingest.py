@@ -61,6 +61,7 @@ class Batch:
     verdicts: list[Verdict]
     by_person: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     slots: dict[str, list[int]] = field(default_factory=dict)
+    links: list[tuple[int, str, Identify]] = field(default_factory=list)
 
 
 def _peek(raw: bytes) -> tuple[str | None, str | None]:
@@ -147,9 +148,6 @@ def validate_batch(
         verdict = Verdict(index, event.event_id, kind, "accepted")
         batch.verdicts.append(verdict)
         visitor = event.visitor_id or request_visitor
-        if isinstance(event, Identify):
-            verdict.status, verdict.reason = "rejected", "identify is not available yet"
-            continue
         if not personalization and not isinstance(event, Consent):
             verdict.status, verdict.reason = "ignored", "no consent to personalization"
             continue
@@ -161,6 +159,9 @@ def validate_batch(
             continue
         seen_ids.add(event.event_id)
         ts, verdict.clamped = clamp(event.timestamp, now)
+        if isinstance(event, Identify):
+            batch.links.append((index, visitor, event))
+            continue
         normalized = normalize(event, ts, catalog)
         if isinstance(normalized, str):
             verdict.status, verdict.reason = "rejected", normalized

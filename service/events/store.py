@@ -54,12 +54,52 @@ class EventWriter:
     def __init__(self, client: aioredis.Redis, config: WriteConfig) -> None:
         self.client = client
         self.config = config
-        source = resources.files("service.events").joinpath("apply.lua").read_text()
-        self.script = client.register_script(source)
+        files = resources.files("service.events")
+        self.script = client.register_script(files.joinpath("apply.lua").read_text())
+        self.merge_script = client.register_script(files.joinpath("merge.lua").read_text())
 
     async def apply(
         self, by_person: dict[str, list[dict[str, Any]]], now: float
     ) -> dict[str, list[int]]:
+        """Apply each person's events, following ids linked to a customer profile."""
+        out = await self._apply_once(by_person, now)
+        redirected = {vid: flags for vid, flags in out.items() if isinstance(flags, str)}
+        if redirected:
+            again = await self._apply_once(
+                {str(target): by_person[vid] for vid, target in redirected.items()}, now
+            )
+            for vid, target in redirected.items():
+                out[vid] = again[str(target)]
+        return {vid: flags for vid, flags in out.items() if not isinstance(flags, str)}
+
+    async def link(self, visitor_id: str, profile_id: str, link_id: str, now: float) -> bool:
+        """Merge ``visitor_id``'s profile into ``profile_id`` and make it an alias.
+
+        Idempotent per ``link_id``: a replayed identify event merges nothing twice.
+        Returns whether a merge happened now.
+        """
+        c = self.config
+        if visitor_id == profile_id:
+            return False
+        raw = await self.client.get(profile_key(visitor_id))
+        source = raw.decode() if isinstance(raw, bytes) else ""
+        if source:
+            doc = orjson.loads(source)
+            if isinstance(doc, dict) and "alias" in doc:
+                source = ""  # already linked: nothing anonymous left to merge
+        entry = orjson.dumps({"type": "identify", "id": link_id, "ts": now}).decode()
+        merged = await self.merge_script(
+            keys=[profile_key(profile_id), seen_key(profile_id), log_key(partition(profile_id))],
+            args=[now, c.half_life_s, c.ttl_s, c.log_maxlen, source, link_id, profile_id, entry],
+        )
+        await self.client.set(
+            profile_key(visitor_id), orjson.dumps({"alias": profile_id}), ex=c.ttl_s
+        )
+        return bool(merged)
+
+    async def _apply_once(
+        self, by_person: dict[str, list[dict[str, Any]]], now: float
+    ) -> dict[str, list[int] | str]:
         """Apply each person's events; return per-event 1 (applied) / 0 (duplicate).
 
         A person who withdrew consent is queued for erasure (the profile itself
@@ -87,9 +127,12 @@ class EventWriter:
                 ]
                 await self.script(keys=keys, args=args, client=pipe)
             replies = await pipe.execute()
-        out: dict[str, list[int]] = {}
+        out: dict[str, list[int] | str] = {}
         withdrawn: dict[str, float] = {}
         for vid, reply in zip(order, replies, strict=True):
+            if reply and reply[0] == b"alias":
+                out[vid] = reply[1].decode()
+                continue
             *flags, gone = (int(x) for x in reply)
             out[vid] = flags
             if gone:

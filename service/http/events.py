@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
 import time
 from time import perf_counter
 
@@ -17,7 +20,8 @@ from service.http.cookies import apply_cookie
 from service.identity.consent import HEADER as CONSENT_HEADER
 from service.identity.consent import ConsentError, parse_consent
 from service.identity.identify import identify
-from service.keys import ENGINE, EVENT_WRITER, METRICS, SETTINGS, SIGNER
+from service.keys import CUSTOMER_KEYS, ENGINE, EVENT_WRITER, METRICS, SETTINGS, SIGNER
+from service.metrics import Metrics
 
 RETRY_AFTER_S = "1"
 
@@ -48,28 +52,35 @@ async def post_events(request: web.Request) -> web.Response:
         request.app[SIGNER], request.cookies.get(settings.cookie_name), None, now, consent
     )
     engine = request.app[ENGINE]
+    writer = request.app[EVENT_WRITER]
+    keys = request.app[CUSTOMER_KEYS]
+    trusted = _has_api_key(request.headers.get("Authorization"), settings.api_keys)
     batch = validate_batch(
         envelope.events, now, identity.visitor_id, consent.personalization, engine.catalog
     )
+    try:
+        for index, visitor, event in batch.links:
+            verdict = batch.verdicts[index]
+            if not (trusted or keys.verify(event.customer_id, event.signature)):
+                verdict.status = "rejected"
+                verdict.reason = "customer_id needs the site's signature or an API key"
+                continue
+            profile_id = keys.profile_id(event.customer_id)
+            merged = await writer.link(visitor, profile_id, f"{event.event_id}:{visitor}", now)
+            metrics.merges.labels("merged" if merged else "already_linked").inc()
+            if visitor == identity.visitor_id:
+                identity = dataclasses.replace(
+                    identity, cookie=request.app[SIGNER].sign(profile_id, int(now))
+                )
+    except (RedisError, OSError, TimeoutError):
+        return _unavailable(metrics)
     if batch.by_person:
         try:
             # the events client's socket timeout is PERSONA_EVENTS_TIMEOUT_MS; no
             # wait_for here: cancelling a pipeline mid-flight would leak its connection
-            applied = await request.app[EVENT_WRITER].apply(batch.by_person, now)
+            applied = await writer.apply(batch.by_person, now)
         except (RedisError, OSError, TimeoutError):
-            metrics.events_unavailable.inc()
-            response = web.Response(
-                status=503,
-                body=orjson.dumps(
-                    {
-                        "error": "unavailable",
-                        "message": "events could not be stored; retry the batch",
-                    }
-                ),
-                content_type="application/json",
-                headers={"Retry-After": RETRY_AFTER_S},
-            )
-            return response
+            return _unavailable(metrics)
         for visitor, flags in applied.items():
             for index, flag in zip(batch.slots[visitor], flags, strict=True):
                 if not flag:
@@ -88,6 +99,29 @@ async def post_events(request: web.Request) -> web.Response:
         apply_cookie(request, response, settings, identity)
     metrics.ingest_seconds.observe(perf_counter() - started)
     return response
+
+
+def _unavailable(metrics: Metrics) -> web.Response:
+    metrics.events_unavailable.inc()
+    return web.Response(
+        status=503,
+        body=orjson.dumps(
+            {"error": "unavailable", "message": "events could not be stored; retry the batch"}
+        ),
+        content_type="application/json",
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
+def _has_api_key(header: str | None, keys: tuple[str, ...]) -> bool:
+    """Whether the Authorization header carries one of the API keys (constant time)."""
+    if not header or not header.startswith("Bearer ") or not keys:
+        return False
+    given = hashlib.sha256(header[7:].strip().encode()).digest()
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given, hashlib.sha256(key.encode()).digest())
+    return found
 
 
 _TYPES = {"view", "impression", "click", "conversion", "feedback", "identify", "consent"}
