@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
         "into the cache, so the service starts at once.",
     )
     _add_setting_options(comp)
+    exp = sub.add_parser(
+        "export-log",
+        help="export the event log to Parquet files by day",
+        description="Read the event log through a consumer group and write "
+        "<out>/day=YYYY-MM-DD/*.parquet; safe to re-run and to kill at any point.",
+    )
+    exp.add_argument("--out", required=True, help="output folder")
+    exp.add_argument("--group", default="export", help="consumer group (default: export)")
+    exp.add_argument("--consumer", default="exporter", help="consumer name in the group")
+    _add_setting_options(exp)
     sub.add_parser("settings", help="print every setting as a Markdown table")
     return parser
 
@@ -99,6 +109,31 @@ def _compile(settings: Settings) -> int:
         return 1
     path = compile_bundle(bundle, settings.effective_cache_dir)
     print(f"compiled model {bundle.manifest.version} -> {path}")
+    return 0
+
+
+def _export(settings: Settings, out: str, group: str, consumer: str) -> int:
+    import asyncio
+    from pathlib import Path
+
+    import redis.asyncio as aioredis
+
+    from service.events.export import export_once
+    from service.events.log import LogReader
+
+    if settings.redis_url is None:
+        print("persona: export-log needs PERSONA_REDIS_URL", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=30)
+        try:
+            return await export_once(LogReader(client, group, consumer), Path(out))
+        finally:
+            await client.aclose()
+
+    written = asyncio.run(run())
+    print(f"exported {written} events to {out}")
     return 0
 
 
@@ -180,4 +215,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "compile-model":
         return _compile(settings)
+    if args.command == "export-log":
+        return _export(settings, args.out, args.group, args.consumer)
     return _serve(settings)
