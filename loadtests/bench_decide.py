@@ -94,8 +94,16 @@ def wait_http(port: int, path: str, timeout_s: float = 120) -> None:
     raise RuntimeError(f"port {port}{path} not ready")
 
 
-def start_persona(redis_url: str, workers: int, client: str, data_dir: Path) -> Server:
-    """Start ``python -m service`` with the given worker count and hot-path client."""
+def _pin(cpus: set[int] | None) -> Any:
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def start_persona(
+    redis_url: str, workers: int, client: str, data_dir: Path, cpus: set[int] | None = None
+) -> Server:
+    """Start ``python -m service`` (optionally pinned to ``cpus``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
     env.update(
@@ -114,12 +122,13 @@ def start_persona(redis_url: str, workers: int, client: str, data_dir: Path) -> 
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_pin(cpus),
     )
     wait_http(port, "/readyz")
     return Server(proc, port)
 
 
-def start_floor() -> Server:
+def start_floor(cpus: set[int] | None = None) -> Server:
     """Start the trivial aiohttp app."""
     port = free_port()
     proc = subprocess.Popen(
@@ -127,6 +136,7 @@ def start_floor() -> Server:
         cwd=REPO_DIR,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=_pin(cpus),
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -271,6 +281,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="short runs, 10,000 profiles")
     parser.add_argument("--out", default=str(REPO_DIR / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the 1-worker service to CPU 1 and the generator and Redis to CPU 0",
+    )
     args = parser.parse_args()
     count = 10_000 if args.quick else 100_000
     duration = 5.0 if args.quick else 30.0
@@ -284,13 +299,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="persona-bench-") as tmp:
         redis = LocalRedis(Path(tmp) / "redis", appendonly=True)
         redis.start()
+        all_cpus = os.sched_getaffinity(0)
+        pin = not args.no_pin and len(all_cpus) >= 2
+        results["pinned"] = pin
+        if pin and redis.process is not None:
+            os.sched_setaffinity(redis.process.pid, {0})
         try:
             t = time.monotonic()
             summary = seed(redis.url, SeedSpec(count, anchor=time.time()), jobs=2)
             results["seed"] = {**summary, "seconds": round(time.monotonic() - t, 1)}
             factory = decide_factory(count)
             for workers in (1, 2):
-                server = start_persona(redis.url, workers, "fast", Path(tmp) / f"d{workers}")
+                one = pin and workers == 1
+                os.sched_setaffinity(0, {0} if one else all_cpus)
+                server = start_persona(
+                    redis.url, workers, "fast", Path(tmp) / f"d{workers}", {1} if one else None
+                )
                 try:
                     measure(server, factory, 500, 3.0)  # warm-up
                     if workers == 1:
@@ -299,7 +323,8 @@ def main() -> int:
                     results[f"saturation_{workers}w"] = saturation(server, factory, rates, step)
                 finally:
                     server.stop()
-            server = start_persona(redis.url, 1, "redispy", Path(tmp) / "rp")
+            os.sched_setaffinity(0, {0} if pin else all_cpus)
+            server = start_persona(redis.url, 1, "redispy", Path(tmp) / "rp", {1} if pin else None)
             try:
                 measure(server, factory, 500, 3.0)
                 results["redispy_1000"] = measure(server, factory, 1000, duration)
@@ -307,7 +332,8 @@ def main() -> int:
                 server.stop()
         finally:
             redis.stop()
-    floor = start_floor()
+    os.sched_setaffinity(0, {0} if pin else all_cpus)
+    floor = start_floor({1} if pin else None)
     try:
         measure(floor, floor_factory, 500, 3.0, with_service=False)
         results["floor_1000"] = measure(floor, floor_factory, 1000, duration, with_service=False)
