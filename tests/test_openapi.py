@@ -21,7 +21,14 @@ def test_document_is_valid_openapi_31() -> None:
 
 
 def test_every_route_is_documented_and_nothing_else() -> None:
-    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0", cookie_secrets=("x" * 32,)))
+    app = create_app(
+        Settings(
+            redis_url="redis://127.0.0.1:1/0",
+            cookie_secrets=("x" * 32,),
+            customer_id_key="k" * 32,
+            site_secret="s" * 32,
+        )
+    )
     routes = {
         (r.resource.canonical, r.method.lower())
         for r in app.router.routes()
