@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 
 from service.catalog.loader import CatalogError, CatalogSource, FileCatalogSource
 from service.decide.engine import DecisionEngine, EngineConfig, LoadedModel
+from service.events import monitor as log_monitor
 from service.events.store import EventWriter, WriteConfig
 from service.features.schema import schema_hash
 from service.http import decide, ops
@@ -134,7 +135,13 @@ def create_app(
         except BundleError as exc:
             metrics.model_loaded.set(0)
             log.error("no model loaded, decisions serve defaults: %s", exc)
+        stop_sampler = asyncio.Event()
+        sampler = asyncio.create_task(
+            log_monitor.run(events_client, metrics, settings.log_metrics_interval_s, stop_sampler)
+        )
         yield
+        stop_sampler.set()
+        await sampler
         if conn is not None:
             await conn.aclose()
         await client.aclose()

@@ -178,6 +178,26 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.log_entries = Gauge(
+            "persona_event_log_entries",
+            "Entries in the event log (all 64 partitions).",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.log_lag = Gauge(
+            "persona_event_log_consumer_lag",
+            "Log entries not yet delivered to a consumer group.",
+            ["group"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.log_pending = Gauge(
+            "persona_event_log_consumer_pending",
+            "Log entries delivered to a consumer group but not acknowledged.",
+            ["group"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.ingest_seconds = Histogram(
             "persona_event_ingest_duration_seconds",
             "Time to validate and store an event batch (until the acknowledgement).",

@@ -63,6 +63,7 @@ class Settings:
     profile_ttl_days: int = 396
     log_maxlen: int = 1_000_000
     dedupe_window_s: int = 86400
+    log_metrics_interval_s: float = 5.0
     uvloop: bool = True
     log_level: str = "INFO"
     redis_server_bin: str = "redis-server"
@@ -338,6 +339,12 @@ SPECS: tuple[Spec, ...] = (
         "PERSONA_DEDUPE_WINDOW_S",
         _int_range(60, 30 * 86400),
         "How long a seen event_id is remembered to ignore a replay.",
+    ),
+    Spec(
+        "log_metrics_interval_s",
+        "PERSONA_LOG_METRICS_INTERVAL_S",
+        _float_range(0.05, 3600),
+        "How often the event log's length and consumer lag are sampled for /metrics.",
     ),
     Spec("uvloop", "PERSONA_UVLOOP", _bool, "Use uvloop when it is installed."),
     Spec(

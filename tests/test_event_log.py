@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +96,63 @@ async def test_entries_of_a_dead_consumer_are_claimed(
     await r.aclose()
 
 
+def _export_process(redis_url: str, out: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PERSONA_REDIS_URL": redis_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "export-log", "--out", str(out)],
+        cwd=REPO_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def _kill_when(proc: subprocess.Popen[bytes], out: Path, files_at_least: int) -> int:
+    """SIGKILL the exporter once it has written that many part files; return how many."""
+    deadline = time.monotonic() + 120  # a hang guard, not a timing assertion
+    while time.monotonic() < deadline and proc.poll() is None:
+        written = len(list(out.glob("day=*/*.parquet")))
+        if written >= files_at_least:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return written
+        time.sleep(0.001)
+    raise AssertionError(f"exporter ended (rc={proc.returncode}) before it could be killed")
+
+
+async def test_export_process_killed_mid_batch_loses_and_doubles_nothing(
+    client: Any, redis_url: str, tmp_path: Path
+) -> None:
+    now = time.time()
+    ids = [f"kill-{i:06d}" for i in range(6000)]
+    for start in range(0, len(ids), 100):
+        events = [
+            {
+                "type": "view",
+                "event_id": eid,
+                "visitor_id": f"kill-visitor-{i % 211:06d}",
+                "category": "running",
+                # Two days interleaved in stream order: part files must stay contiguous.
+                "timestamp": now - (2 * 86400 if i % 2 else 0),
+            }
+            for i, eid in enumerate(ids[start : start + 100], start)
+        ]
+        resp = await client.post("/v1/events", data=orjson.dumps({"events": events}))
+        assert resp.status == 202
+    out = tmp_path / "out"
+    r = aioredis.Redis.from_url(redis_url)
+    first = _kill_when(_export_process(redis_url, out), out, 1)
+    assert (await LogReader(r, "export", "exporter").lag())["pending"] > 0  # killed before ack
+    second = _kill_when(_export_process(redis_url, out), out, first + 20)
+    assert (await LogReader(r, "export", "exporter").lag())["pending"] > 0
+    assert second > first
+    final = _export_process(redis_url, out)
+    assert final.wait(timeout=120) == 0
+    got = exported(out)
+    assert len(got) == len(ids) and sorted(got) == ids
+    assert await LogReader(r, "export", "exporter").lag() == {"lag": 0, "pending": 0}
+    await r.aclose()
+
+
 def test_export_command(redis_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "PERSONA_REDIS_URL": redis_url}
     result = subprocess.run(
@@ -105,3 +165,23 @@ def test_export_command(redis_url: str, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "exported 0 events" in result.stdout
+
+
+async def test_log_length_and_consumer_lag_are_exported(
+    app_client: Any, make_settings: Any, redis_url: str
+) -> None:
+    client = await app_client(make_settings(log_metrics_interval_s=0.05))
+    assert (await client.post("/v1/events", data=batch(12))).status == 202
+    r = aioredis.Redis.from_url(redis_url)
+    reader = LogReader(r, "training", "t1")
+    await reader.ensure_groups()
+    await reader.ack((await reader.read(1000))[:5])
+    await r.aclose()
+    for _ in range(100):
+        text = await (await client.get("/metrics")).text()
+        if 'persona_event_log_consumer_pending{group="training"} 7.0' in text:
+            break
+        await asyncio.sleep(0.05)
+    assert "persona_event_log_entries 12.0" in text
+    assert 'persona_event_log_consumer_lag{group="training"} 0.0' in text
+    assert 'persona_event_log_consumer_pending{group="training"} 7.0' in text

@@ -80,10 +80,20 @@ def write_part(out_dir: Path, day: str, partition: int, entries: list[Entry]) ->
     return path
 
 
-def _groups(entries: Iterable[Entry]) -> dict[tuple[int, str], list[Entry]]:
-    out: dict[tuple[int, str], list[Entry]] = {}
+def _runs(entries: Iterable[Entry]) -> list[tuple[int, str, list[Entry]]]:
+    """Entries cut into runs of one partition and one day, contiguous in stream order.
+
+    Contiguity matters: a part file's last id is the partition's watermark after
+    a crash, so a file may never skip over an entry that a later file holds
+    (events of several days interleave when clients send late timestamps).
+    """
+    out: list[tuple[int, str, list[Entry]]] = []
     for e in sorted(entries, key=lambda e: (e.partition, stream_id_key(e.id))):
-        out.setdefault((e.partition, _day(e)), []).append(e)
+        day = _day(e)
+        if out and out[-1][0] == e.partition and out[-1][1] == day:
+            out[-1][2].append(e)
+        else:
+            out.append((e.partition, day, [e]))
     return out
 
 
@@ -97,7 +107,7 @@ async def export_once(reader: LogReader, out_dir: Path, batch: int = 1000) -> in
         if not entries:
             return written
         fresh = [e for e in entries if stream_id_key(e.id) > done.get(e.partition, (0, 0))]
-        for (partition, day), group in _groups(fresh).items():
+        for partition, day, group in _runs(fresh):
             write_part(out_dir, day, partition, group)
             done[partition] = max(done.get(partition, (0, 0)), stream_id_key(group[-1].id))
             written += len(group)
