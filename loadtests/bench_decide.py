@@ -350,7 +350,8 @@ def main() -> int:
     )
     from loadtests.report import render
 
-    Path(args.out).write_text(render(results))
+    out = Path(args.out)
+    out.write_text(render(results, out.read_text() if out.exists() else ""))
     print(orjson.dumps({k: v for k, v in results.items() if k != "machine"}).decode())
     return 0
 

@@ -1,4 +1,8 @@
-"""Render the decide benchmark's results as docs/benchmarks.md."""
+"""Render benchmark results into docs/benchmarks.md.
+
+The decide benchmark writes the whole page; the events benchmark owns one
+marked section of it, which a decide run keeps as it was.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +44,105 @@ def _saturation_rows(name: str, sat: dict[str, Any]) -> list[str]:
     return rows
 
 
-def render(r: dict[str, Any]) -> str:
-    """The Markdown report."""
+EVENTS_SECTION = "events"
+EVENT_TARGETS = {"batch_events_per_s": 10_000, "single_per_s": 2_000, "ack_p99_us": 5_000}
+
+
+def replace_section(page: str, name: str, body: str) -> str:
+    """``page`` with the marked section ``name`` replaced (appended when missing)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}\n"
+    if begin in page and end in page:
+        head, rest = page.split(begin, 1)
+        return head + block + rest.split(end, 1)[1].lstrip("\n")
+    return page.rstrip("\n") + "\n\n" + block
+
+
+def section(page: str, name: str) -> str:
+    """The marked section ``name`` of ``page`` with its markers, or ``""``."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in page or end not in page:
+        return ""
+    return begin + page.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+
+
+def _events_rows(name: str, sat: dict[str, Any], per_request: int) -> list[str]:
+    rows = []
+    for st in sat["steps"]:
+        c, sv, ing = st["client"], st["service"], st["ingest"]
+        rows.append(
+            f"| {name} | {st['rate']:,} | {c['achieved_rate'] * per_request:,.0f} | "
+            f"{c['errors']} | {c['p50_us']:,} | {c['p99_us']:,} | {c['p999_us']:,} | "
+            f"{sv['p50_us']} | {sv['p99_us']} | {ing['p99_us']} | "
+            f"{'yes' if st['ok'] else 'no'} |"
+        )
+    return rows
+
+
+def render_events(r: dict[str, Any]) -> str:
+    """The events section: ingestion rates and acknowledgement latency."""
+    m = r["machine"]
+    batch_eps = r["events_per_s_batches"]
+    single = r["single"]["max_rate"]
+    half = r["single_at_half"]
+    half20 = r["batches_at_half"]
+    ack_p99 = half["client"]["p99_us"]
+    checks = [
+        (
+            "events/s on 1 worker in batches of 20",
+            f"≥ {EVENT_TARGETS['batch_events_per_s']:,}",
+            f"{batch_eps:,}",
+            batch_eps >= EVENT_TARGETS["batch_events_per_s"],
+        ),
+        (
+            "single-event requests/s on 1 worker",
+            f"≥ {EVENT_TARGETS['single_per_s']:,}",
+            f"{single:,}",
+            single >= EVENT_TARGETS["single_per_s"],
+        ),
+        (
+            f"p99 acknowledgement at half the single rate ({half['rate']:,}/s), client-side",
+            f"≤ {EVENT_TARGETS['ack_p99_us']:,} µs",
+            f"{ack_p99:,} µs",
+            ack_p99 <= EVENT_TARGETS["ack_p99_us"],
+        ),
+    ]
+    placement = (
+        "service pinned to CPU 1, generator and Redis (AOF on, appendfsync everysec) to CPU 0"
+        if r["pinned"]
+        else "no CPU pinning"
+    )
+    lines = [
+        "## Events ingestion (recognition issue)",
+        "",
+        f"Measured {r['date']} on {m.get('cpu', '?')} ({m.get('cpus', '?')} CPUs) with "
+        f"`{r['command']}`; {placement}. Each request "
+        "carries `view` events of random visitors among 50,000 with "
+        "`X-Persona-Consent: personalization`; every event updates the profile (Lua, one "
+        "round trip per batch), is de-duplicated and appended to the log. Rates are stepped "
+        "open-loop until a step misses its rate, errs, or its client p99 passes 20 ms.",
+        "",
+        "| target | wanted | measured | verdict |",
+        "|---|---|---|---|",
+        *[f"| {n} | {w} | {g} | {_verdict(ok)} |" for n, w, g, ok in checks],
+        "",
+        "| scenario | requests/s asked | events/s achieved | errors | client p50 µs | "
+        "client p99 µs | client p99.9 µs | service p50 µs | service p99 µs | "
+        "ingest p99 µs | kept |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *_events_rows("batches of 20", r["batches_of_20"], 20),
+        *_events_rows("single events", r["single"], 1),
+        *_events_rows(f"single at half ({half['rate']:,}/s)", {"steps": [{**half, "ok": True}]}, 1),
+        *_events_rows(
+            f"batches at half ({half20['rate']:,}/s)", {"steps": [{**half20, "ok": True}]}, 20
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render(r: dict[str, Any], previous: str = "") -> str:
+    """The Markdown report; the events section of ``previous`` is kept."""
     m = r["machine"]
     p = r["persona_1000"]
     rp = r["redispy_1000"]
@@ -181,4 +282,6 @@ def render(r: dict[str, Any]) -> str:
         "production rates.",
         "",
     ]
-    return "\n".join(lines)
+    page = "\n".join(lines)
+    kept = section(previous, EVENTS_SECTION)
+    return page.rstrip("\n") + "\n\n" + kept if kept else page

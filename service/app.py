@@ -110,6 +110,9 @@ def create_app(
         )
         app[ENGINE] = engine
         events_client = redis_client(settings, timeout_s=settings.events_timeout_ms / 1000)
+        events_conn = PipelinedConnection(
+            settings.redis_url or "", settings.redis_connect_timeout_ms / 1000
+        )
         app[EVENT_WRITER] = EventWriter(
             events_client,
             WriteConfig(
@@ -117,7 +120,9 @@ def create_app(
                 ttl_s=settings.profile_ttl_days * 86400,
                 log_maxlen=settings.log_maxlen,
                 dedupe_window_s=settings.dedupe_window_s,
+                timeout_s=settings.events_timeout_ms / 1000,
             ),
+            events_conn,
         )
         try:
             catalog = await source.load()
@@ -146,6 +151,7 @@ def create_app(
             await conn.aclose()
         await client.aclose()
         await events_client.aclose()
+        await events_conn.aclose()
 
     app.cleanup_ctx.append(resources)
     app.router.add_post("/v1/decide", decide.post_decide)

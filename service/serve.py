@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -41,6 +42,10 @@ async def serve_until_signal(settings: Settings, reuse_port: bool) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=reuse_port, backlog=2048)
     await site.start()
+    # Everything loaded so far (model, catalog, libraries) lives as long as the
+    # process: keep it out of the collector's scans, which otherwise walk it on
+    # every full collection while requests wait.
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

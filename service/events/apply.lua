@@ -37,12 +37,19 @@ local function empty(ts)
           recent = {}, var = {}, price_sum = 0, price_n = 0}
 end
 
+local filled = false
 local function prepare(ts)
-  if p == nil then p = empty(ts) end
-  for k, v in pairs(empty(ts)) do
-    if p[k] == nil then p[k] = v end
+  if p == nil then
+    p = empty(ts)
+    filled = true
+  elseif not filled then
+    -- once per call: a profile written by an older version may lack fields
+    for k, v in pairs(empty(ts)) do
+      if p[k] == nil then p[k] = v end
+    end
+    if type(p.recent) ~= 'table' then p.recent = {} end
+    filled = true
   end
-  if type(p.recent) ~= 'table' then p.recent = {} end
   if ts < p.first then p.first = ts end
   if ts > p.last then p.last = ts end
 end

@@ -8,6 +8,7 @@ person in it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -16,6 +17,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from service.features.profile import partition, profile_key
+from service.store.errors import StoreReplyError, StoreUnavailable
+from service.store.resp import PipelinedConnection, encode_command
 
 LOG_PREFIX = "persona:{p%02d}:log"
 
@@ -46,16 +49,27 @@ class WriteConfig:
     ttl_s: int
     log_maxlen: int
     dedupe_window_s: int
+    timeout_s: float = 1.0
 
 
 class EventWriter:
-    """Applies normalized events (dicts) to Redis, grouped by person."""
+    """Applies normalized events (dicts) to Redis, grouped by person.
 
-    def __init__(self, client: aioredis.Redis, config: WriteConfig) -> None:
+    Batches go over the pipelined connection as one write of EVALSHA commands
+    (one round trip; redis-py's pipeline would add a SCRIPT EXISTS round trip
+    and ~65 µs of client work per command). Links, rare, use redis-py.
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, config: WriteConfig, conn: PipelinedConnection
+    ) -> None:
         self.client = client
         self.config = config
+        self.conn = conn
         files = resources.files("service.events")
-        self.script = client.register_script(files.joinpath("apply.lua").read_text())
+        self.apply_source = files.joinpath("apply.lua").read_text()
+        # SHA-1 is what Redis names scripts by, not a security measure
+        self.apply_sha = hashlib.sha1(self.apply_source.encode(), usedforsecurity=False).hexdigest()
         self.merge_script = client.register_script(files.joinpath("merge.lua").read_text())
 
     async def apply(
@@ -105,28 +119,24 @@ class EventWriter:
         A person who withdrew consent is queued for erasure (the profile itself
         is already deleted by the script).
         """
+        order = list(by_person)
+        args = apply_args(now, self.config)
+        commands = [
+            apply_command(self.apply_sha, vid, args, orjson.dumps(by_person[vid])) for vid in order
+        ]
         c = self.config
-        async with self.client.pipeline(transaction=False) as pipe:
-            order = list(by_person)
-            for visitor_id in order:
-                events = by_person[visitor_id]
-                keys = [
-                    profile_key(visitor_id),
-                    seen_key(visitor_id),
-                    log_key(partition(visitor_id)),
-                    consent_key(visitor_id),
-                ]
-                args: list[bytes | str | int | float] = [
-                    now,
-                    c.half_life_s,
-                    c.ttl_s,
-                    c.log_maxlen,
-                    c.dedupe_window_s,
-                    visitor_id,
-                    orjson.dumps(events),
-                ]
-                await self.script(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
+        replies = await self.conn.execute_many(commands, c.timeout_s)
+        missing = [i for i, r in enumerate(replies) if _is_noscript(r)]
+        if missing:  # a restarted or flushed Redis: load once, run the ones that did not run
+            await self.conn.execute(
+                encode_command("SCRIPT", "LOAD", self.apply_source), c.timeout_s
+            )
+            again = await self.conn.execute_many([commands[i] for i in missing], c.timeout_s)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, StoreReplyError):
+                raise StoreUnavailable(f"event script failed: {reply}")
         out: dict[str, list[int] | str] = {}
         withdrawn: dict[str, float] = {}
         for vid, reply in zip(order, replies, strict=True):
@@ -140,3 +150,41 @@ class EventWriter:
         if withdrawn:
             await self.client.zadd(ERASURE_QUEUE, withdrawn)
         return out
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def apply_command(sha: str, visitor_id: str, args: bytes, events: bytes) -> bytes:
+    """The RESP-encoded EVALSHA of ``apply.lua`` for one person.
+
+    ``args`` is :func:`apply_args` of the batch. Built by hand because the
+    generic encoder cost ~10 µs per person, a third of the work per event.
+    """
+    vid = visitor_id.encode()
+    tag = b"persona:{p%02d}:" % partition(visitor_id)
+    return b"".join(
+        (
+            b"*14\r\n$7\r\nEVALSHA\r\n",
+            _bulk(sha.encode()),
+            b"$1\r\n4\r\n",
+            _bulk(tag + b"profile:" + vid),
+            _bulk(tag + b"seen:" + vid),
+            _bulk(tag + b"log"),
+            _bulk(tag + b"consent:" + vid),
+            args,
+            _bulk(vid),
+            _bulk(events),
+        )
+    )
+
+
+def apply_args(now: float, c: WriteConfig) -> bytes:
+    """ARGV[1..5] of ``apply.lua`` (the same for every person of a batch), encoded."""
+    values = (repr(now), repr(c.half_life_s), c.ttl_s, c.log_maxlen, c.dedupe_window_s)
+    return b"".join(_bulk(str(v).encode()) for v in values)
+
+
+def _is_noscript(reply: Any) -> bool:
+    return isinstance(reply, StoreReplyError) and "NOSCRIPT" in str(reply)

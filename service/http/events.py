@@ -22,6 +22,7 @@ from service.identity.consent import ConsentError, parse_consent
 from service.identity.identify import identify
 from service.keys import CUSTOMER_KEYS, ENGINE, EVENT_WRITER, METRICS, SETTINGS, SIGNER
 from service.metrics import Metrics
+from service.store.errors import StoreError
 
 RETRY_AFTER_S = "1"
 
@@ -72,23 +73,27 @@ async def post_events(request: web.Request) -> web.Response:
                 identity = dataclasses.replace(
                     identity, cookie=request.app[SIGNER].sign(profile_id, int(now))
                 )
-    except (RedisError, OSError, TimeoutError):
+    except (RedisError, StoreError, OSError, TimeoutError):
         return _unavailable(metrics)
     if batch.by_person:
         try:
-            # the events client's socket timeout is PERSONA_EVENTS_TIMEOUT_MS; no
-            # wait_for here: cancelling a pipeline mid-flight would leak its connection
+            # bounded by PERSONA_EVENTS_TIMEOUT_MS inside the writer; a batch that
+            # timed out may still land, and its replay is de-duplicated
             applied = await writer.apply(batch.by_person, now)
-        except (RedisError, OSError, TimeoutError):
+        except (RedisError, StoreError, OSError, TimeoutError):
             return _unavailable(metrics)
         for visitor, flags in applied.items():
             for index, flag in zip(batch.slots[visitor], flags, strict=True):
                 if not flag:
                     batch.verdicts[index].status = "duplicate"
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "ignored": 0}
+    by_label: dict[tuple[str, str], int] = {}
     for v in batch.verdicts:
         counts[v.status] += 1
-        metrics.events.labels(v.type if v.type in _TYPES else "unknown", v.status).inc()
+        label = (v.type if v.type in _TYPES else "unknown", v.status)
+        by_label[label] = by_label.get(label, 0) + 1
+    for (kind, status_name), n in by_label.items():
+        metrics.events.labels(kind, status_name).inc(n)
     stored = counts["accepted"] + counts["duplicate"]
     status = 202 if stored or counts["ignored"] else 400
     body = {**counts, "results": [v.to_json() for v in batch.verdicts]}

@@ -17,3 +17,7 @@ class StoreUnavailable(StoreError):
     """Redis is unreachable, or the breaker is open and we do not try."""
 
     reason = "redis_unavailable"
+
+
+class StoreReplyError(StoreUnavailable):
+    """Redis answered a command with an error reply (e.g. ``NOSCRIPT``)."""

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import hiredis
 
-from service.store.errors import StoreTimeout, StoreUnavailable
+from service.store.errors import StoreReplyError, StoreTimeout, StoreUnavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ class _Protocol(asyncio.Protocol):
             if fut.done():
                 continue
             if isinstance(reply, hiredis.ReplyError):
-                fut.set_exception(StoreUnavailable(f"Redis error: {reply}"))
+                fut.set_exception(StoreReplyError(f"Redis error: {reply}"))
             else:
                 fut.set_result(reply)
 
@@ -105,6 +105,11 @@ class _Protocol(asyncio.Protocol):
 def _expire(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_exception(StoreTimeout("Redis did not answer in time"))
+
+
+def _expire_all(futs: list[asyncio.Future[Any]]) -> None:
+    for fut in futs:
+        _expire(fut)
 
 
 class PipelinedConnection:
@@ -184,6 +189,35 @@ class PipelinedConnection:
             return await fut
         finally:
             handle.cancel()
+
+    async def execute_many(self, commands: list[bytes], timeout_s: float) -> list[Any]:
+        """Send several commands in one write; return their replies in order.
+
+        An error reply is returned in place as a :class:`StoreReplyError` (the
+        other commands still ran); a lost connection or the timeout raises.
+        """
+        proto = self._proto
+        if proto is None or proto.closed:
+            proto = await self._connect()
+        loop = asyncio.get_running_loop()
+        futs: list[asyncio.Future[Any]] = [loop.create_future() for _ in commands]
+        proto.waiters.extend(futs)
+        assert proto.transport is not None
+        proto.transport.write(b"".join(commands))
+        handle = loop.call_later(timeout_s, _expire_all, futs)
+        replies: list[Any] = []
+        try:
+            for fut in futs:
+                try:
+                    replies.append(await fut)
+                except StoreReplyError as exc:
+                    replies.append(exc)
+        finally:
+            handle.cancel()
+            for fut in futs:  # failures come all at once: mark the rest retrieved
+                if fut.done() and not fut.cancelled():
+                    fut.exception()
+        return replies
 
     def reset(self) -> None:
         """Drop the connection (pending commands fail); the next call reconnects."""
