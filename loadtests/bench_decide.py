@@ -319,7 +319,7 @@ def main() -> int:
                     measure(server, factory, 500, 3.0)  # warm-up
                     if workers == 1:
                         results["persona_1000"] = measure(server, factory, 1000, duration)
-                    rates = [2000, 3000, 3500, 4000, 4500, 5000, 6000, 7000]
+                    rates = [1000, 1500, 2000, 3000, 3500, 4000, 4500, 5000, 6000, 7000]
                     results[f"saturation_{workers}w"] = saturation(server, factory, rates, step)
                 finally:
                     server.stop()
