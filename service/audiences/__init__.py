@@ -1,0 +1,1 @@
+"""Audiences: named targeting conditions over visitor facts and request context."""
