@@ -17,6 +17,10 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from service.admin import propagate
+from service.admin import routes as admin_routes
+from service.admin.auth import TOKENS
+from service.admin.tokens import TokenStore
 from service.catalog.loader import CatalogError, CatalogSource, FileCatalogSource
 from service.decide.engine import DecisionEngine, EngineConfig, LoadedModel
 from service.events import monitor as log_monitor
@@ -140,13 +144,19 @@ def create_app(
         except BundleError as exc:
             metrics.model_loaded.set(0)
             log.error("no model loaded, decisions serve defaults: %s", exc)
-        stop_sampler = asyncio.Event()
-        sampler = asyncio.create_task(
-            log_monitor.run(events_client, metrics, settings.log_metrics_interval_s, stop_sampler)
-        )
+        app[TOKENS] = TokenStore(client)
+        stop = asyncio.Event()
+        background = [
+            asyncio.create_task(
+                log_monitor.run(events_client, metrics, settings.log_metrics_interval_s, stop)
+            ),
+            asyncio.create_task(
+                propagate.follow(client, engine, metrics, settings.config_poll_ms / 1000, stop)
+            ),
+        ]
         yield
-        stop_sampler.set()
-        await sampler
+        stop.set()
+        await asyncio.gather(*background)
         if conn is not None:
             await conn.aclose()
         await client.aclose()
@@ -163,4 +173,5 @@ def create_app(
     app.router.add_get("/openapi.json", ops.openapi)
     app.router.add_get("/demo", ops.demo)
     app.router.add_get("/", ops.index)
+    admin_routes.add_routes(app)
     return app

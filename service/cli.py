@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from service.admin import cli as admin_cli
 from service.local_redis import LocalRedis, RedisNotAvailable
 from service.scoring.bundle import BundleError, load_bundle
 from service.scoring.predictor import compile_bundle
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--group", default="export", help="consumer group (default: export)")
     exp.add_argument("--consumer", default="exporter", help="consumer name in the group")
     _add_setting_options(exp)
+    _add_setting_options(admin_cli.add_parser(sub))
     sub.add_parser("settings", help="print every setting as a Markdown table")
     return parser
 
@@ -217,4 +219,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compile(settings)
     if args.command == "export-log":
         return _export(settings, args.out, args.group, args.consumer)
+    if args.command == "admin-token":
+        return admin_cli.run(settings.redis_url, args)
     return _serve(settings)

@@ -6,11 +6,14 @@ from __future__ import annotations
 class ApiError(Exception):
     """A client-facing error: HTTP status, a stable code and a readable message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
     def body(self) -> dict[str, str]:
         """The JSON body of the error response."""

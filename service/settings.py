@@ -64,6 +64,7 @@ class Settings:
     log_maxlen: int = 1_000_000
     dedupe_window_s: int = 86400
     log_metrics_interval_s: float = 5.0
+    config_poll_ms: float = 250.0
     uvloop: bool = True
     log_level: str = "INFO"
     redis_server_bin: str = "redis-server"
@@ -339,6 +340,12 @@ SPECS: tuple[Spec, ...] = (
         "PERSONA_DEDUPE_WINDOW_S",
         _int_range(60, 30 * 86400),
         "How long a seen event_id is remembered to ignore a replay.",
+    ),
+    Spec(
+        "config_poll_ms",
+        "PERSONA_CONFIG_POLL_MS",
+        _float_range(10, 10_000),
+        "How often each process checks for a newly published configuration.",
     ),
     Spec(
         "log_metrics_interval_s",

@@ -177,11 +177,14 @@ async def test_log_length_and_consumer_lag_are_exported(
     await reader.ensure_groups()
     await reader.ack((await reader.read(1000))[:5])
     await r.aclose()
-    for _ in range(100):
-        text = await (await client.get("/metrics")).text()
-        if 'persona_event_log_consumer_pending{group="training"} 7.0' in text:
+    wanted = {
+        "persona_event_log_entries 12.0",
+        'persona_event_log_consumer_lag{group="training"} 0.0',
+        'persona_event_log_consumer_pending{group="training"} 7.0',
+    }
+    for _ in range(200):  # sampled every 50 ms: wait for a sample after the ack
+        lines = set((await (await client.get("/metrics")).text()).splitlines())
+        if wanted <= lines:
             break
         await asyncio.sleep(0.05)
-    assert "persona_event_log_entries 12.0" in text
-    assert 'persona_event_log_consumer_lag{group="training"} 0.0' in text
-    assert 'persona_event_log_consumer_pending{group="training"} 7.0' in text
+    assert wanted <= lines, [line for line in lines if line.startswith("persona_event_log")]

@@ -1,0 +1,1 @@
+"""The marketer workspace: admin tokens, the versioned configuration, its API."""

@@ -1,0 +1,57 @@
+"""Bearer-token authentication and scope checks for the admin routes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from service.admin.tokens import Principal, TokenStore
+from service.errors import ApiError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKENS = web.AppKey("admin_tokens", TokenStore)
+PRINCIPAL = web.RequestKey("principal", Principal)
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="persona-admin"'}
+
+
+def require(scope: str | None) -> Callable[[Handler], Handler]:
+    """Wrap an admin handler: a valid token (401 otherwise) with ``scope`` (403 otherwise).
+
+    ``scope=None`` admits any valid token. The handler finds the caller in
+    ``request[PRINCIPAL]``.
+    """
+
+    def wrap(handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            header = request.headers.get("Authorization", "")
+            if not header.startswith("Bearer "):
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "the admin API needs a token: Authorization: Bearer <token> "
+                    "(create one with `persona admin-token create`)",
+                    _CHALLENGE,
+                )
+            principal = await request.app[TOKENS].verify(header[7:].strip())
+            if principal is None:
+                raise ApiError(401, "unauthorized", "the token is unknown or revoked", _CHALLENGE)
+            if scope is not None and not principal.can(scope):
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    f"the token {principal.name!r} lacks the {scope!r} scope "
+                    f"(it has: {', '.join(sorted(principal.scopes))})",
+                )
+            request[PRINCIPAL] = principal
+            return await handler(request)
+
+        guarded.required_scope = scope  # type: ignore[attr-defined]
+        return guarded
+
+    return wrap
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller of an admin route."""
+    return request[PRINCIPAL]

@@ -1,0 +1,65 @@
+"""``persona admin-token``: create, list and revoke admin API tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import redis.asyncio as aioredis
+
+from service.admin.tokens import SCOPES, TokenError, TokenStore
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Register ``admin-token`` and its actions."""
+    tok = sub.add_parser(
+        "admin-token",
+        help="create, list or revoke admin API tokens",
+        description="Admin API tokens live in Redis as SHA-256 hashes; a new token is "
+        "printed once. Needs PERSONA_REDIS_URL (the service prints its Redis at start).",
+    )
+    actions = tok.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a token and print it once")
+    create.add_argument("--name", required=True, help="who or what uses it (shown in history)")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=SCOPES,
+        help="a scope to grant (repeat for several)",
+    )
+    actions.add_parser("list", help="list tokens (names and scopes, never the tokens)")
+    revoke = actions.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("--name", required=True)
+    return tok
+
+
+def run(redis_url: str | None, args: argparse.Namespace) -> int:
+    """Carry out one ``admin-token`` action."""
+    if redis_url is None:
+        print("persona: admin-token needs PERSONA_REDIS_URL", file=sys.stderr)
+        return 2
+
+    async def act() -> int:
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=10)
+        store = TokenStore(client)
+        try:
+            if args.action == "create":
+                token = await store.create(args.name, list(args.scope))
+                print(token)
+                print(f"token {args.name!r} created; it is shown only now", file=sys.stderr)
+            elif args.action == "list":
+                for p in await store.list():
+                    print(f"{p.name}\t{','.join(sorted(p.scopes))}")
+            elif not await store.revoke(args.name):
+                print(f"persona: no token named {args.name!r}", file=sys.stderr)
+                return 1
+            return 0
+        except TokenError as exc:
+            print(f"persona: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await client.aclose()
+
+    return asyncio.run(act())

@@ -1,0 +1,56 @@
+"""Following the published configuration: every process polls the live pointer.
+
+A publish sets one Redis key; each process reads it every
+``PERSONA_CONFIG_POLL_MS`` and, when it moved, loads and compiles that version
+and swaps it into the engine as one object (a decision sees the old or the new
+configuration, never a mix). Polling rather than pub/sub: a missed message
+cannot strand a process on an old version, and a process that cannot reach
+Redis simply keeps serving its last good configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service.admin.config import LIVE_KEY, RedisCatalogSource
+from service.catalog.loader import CatalogError
+from service.decide.engine import DecisionEngine
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+async def follow(
+    client: aioredis.Redis,
+    engine: DecisionEngine,
+    metrics: Metrics,
+    interval_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """Swap in each newly published configuration until ``stop`` is set."""
+    source = RedisCatalogSource(client)
+    current: bytes | str | None = None
+    while not stop.is_set():
+        try:
+            live = await client.get(LIVE_KEY)
+            if live is not None and live != current:
+                catalog = await source.load()
+                previous = engine.catalog
+                engine.catalog = catalog
+                if previous is not None:
+                    metrics.catalog_info.labels(previous.version).set(0)
+                metrics.catalog_info.labels(catalog.version).set(1)
+                current = live
+                log.info("configuration %s is live", catalog.version)
+        except (RedisError, OSError) as exc:
+            log.debug("cannot read the live configuration, keeping the current one: %s", exc)
+        except CatalogError as exc:
+            log.error("published configuration refused, keeping the current one: %s", exc)
+            current = live
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)

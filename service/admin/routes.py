@@ -1,0 +1,251 @@
+"""The admin API under /v1/admin: the versioned configuration, publish and restore.
+
+Item routes edit the draft: each change is validated as part of the whole
+configuration and stored as a new version. A client may send ``If-Match:
+<draft version>`` so that a change made on a stale view is refused (409)
+rather than overwriting someone else's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from service.admin.auth import principal, require
+from service.admin.config import (
+    ConfigConflict,
+    ConfigError,
+    ConfigStore,
+    NoSuchVersion,
+    Version,
+    changes,
+)
+from service.errors import ApiError
+from service.keys import REDIS, SETTINGS
+
+SECTIONS = {"placements": "name", "variants": "id"}
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def _store(request: web.Request) -> ConfigStore:
+    return ConfigStore(request.app[REDIS])
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _expected(request: web.Request) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    try:
+        return int(raw.strip().strip('"'))
+    except ValueError:
+        raise ApiError(400, "invalid_request", "If-Match must be a draft version number") from None
+
+
+async def _base(request: web.Request) -> tuple[dict[str, Any], int]:
+    """The draft document and its number; before any change, the catalog file (version 0)."""
+    draft = await _store(request).draft()
+    if draft is not None:
+        return draft.doc, draft.number
+    doc = orjson.loads(request.app[SETTINGS].catalog_path.read_bytes())
+    doc.setdefault("audiences", {})
+    return doc, 0
+
+
+async def _save(request: web.Request, doc: Any, message: str) -> web.Response:
+    try:
+        version = await _store(request).save(
+            doc, principal(request).name, message, _expected(request)
+        )
+    except ConfigConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except ConfigError as exc:
+        raise ApiError(422, "invalid_config", str(exc)) from None
+    return _json(200, version.summary())
+
+
+def _version_json(v: Version, live: int | None) -> dict[str, Any]:
+    return {**v.summary(), "live": v.number == live}
+
+
+@require("config:read")
+async def get_config(request: web.Request) -> web.Response:
+    """The draft configuration (export), its version and the live version."""
+    doc, number = await _base(request)
+    return _json(200, {"version": number, "live": await _store(request).live(), "config": doc})
+
+
+@require("config:write")
+async def put_config(request: web.Request) -> web.Response:
+    """Replace the whole draft (import), validated as one document."""
+    body = await _body(request)
+    return await _save(request, body, str(request.query.get("message", "import")))
+
+
+def _items(section: str) -> Callable[[web.Request], Any]:
+    key = SECTIONS.get(section)
+
+    @require("config:read")
+    async def list_items(request: web.Request) -> web.Response:
+        doc, number = await _base(request)
+        items = doc.get(section, {} if key is None else [])
+        return _json(200, {"version": number, section: items})
+
+    return list_items
+
+
+def _item_routes(section: str) -> tuple[Any, Any, Any]:
+    key = SECTIONS.get(section)  # None: audiences, a mapping of name -> rule
+
+    def find(doc: dict[str, Any], name: str) -> Any:
+        if key is None:
+            return doc.get(section, {}).get(name)
+        return next((d for d in doc.get(section, []) if d.get(key) == name), None)
+
+    @require("config:read")
+    async def get_item(request: web.Request) -> web.Response:
+        doc, number = await _base(request)
+        item = find(doc, request.match_info["name"])
+        if item is None:
+            raise ApiError(404, "not_found", f"no {section[:-1]} {request.match_info['name']!r}")
+        return _json(200, {"version": number, section[:-1]: item})
+
+    @require("config:write")
+    async def put_item(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        item = await _body(request)
+        doc, _ = await _base(request)
+        doc = dict(doc)
+        if key is None:
+            doc[section] = {**doc.get(section, {}), name: item}
+        else:
+            if not isinstance(item, dict):
+                raise ApiError(422, "invalid_config", f"a {section[:-1]} must be an object")
+            if item.setdefault(key, name) != name:
+                raise ApiError(
+                    422, "invalid_config", f"{key} {item[key]!r} differs from the URL's {name!r}"
+                )
+            rest = [d for d in doc.get(section, []) if d.get(key) != name]
+            doc[section] = [*rest, item]
+        return await _save(request, doc, f"put {section[:-1]} {name}")
+
+    @require("config:write")
+    async def delete_item(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        doc, _ = await _base(request)
+        if find(doc, name) is None:
+            raise ApiError(404, "not_found", f"no {section[:-1]} {name!r}")
+        doc = dict(doc)
+        if key is None:
+            doc[section] = {k: v for k, v in doc.get(section, {}).items() if k != name}
+        else:
+            doc[section] = [d for d in doc.get(section, []) if d.get(key) != name]
+        return await _save(request, doc, f"delete {section[:-1]} {name}")
+
+    return get_item, put_item, delete_item
+
+
+@require("config:read")
+async def list_versions(request: web.Request) -> web.Response:
+    """The version history, newest first."""
+    store = _store(request)
+    live = await store.live()
+    history = await store.history()
+    return _json(
+        200, {"live": live, "versions": [_version_json(v, live) for v in reversed(history)]}
+    )
+
+
+async def _get_version(store: ConfigStore, raw: str) -> Version:
+    try:
+        return await store.get(int(raw))
+    except (ValueError, NoSuchVersion):
+        raise ApiError(404, "not_found", f"there is no version {raw!r}") from None
+
+
+@require("config:read")
+async def get_version(request: web.Request) -> web.Response:
+    """One version with its document."""
+    store = _store(request)
+    v = await _get_version(store, request.match_info["n"])
+    return _json(200, {**_version_json(v, await store.live()), "config": v.doc})
+
+
+@require("config:read")
+async def diff_versions(request: web.Request) -> web.Response:
+    """What changed from version ``from`` to version ``to``."""
+    store = _store(request)
+    if "from" not in request.query or "to" not in request.query:
+        raise ApiError(400, "invalid_request", "give both ?from=<version>&to=<version>")
+    a = await _get_version(store, request.query["from"])
+    b = await _get_version(store, request.query["to"])
+    return _json(200, {"from": a.number, "to": b.number, "changes": changes(a.doc, b.doc)})
+
+
+@require("config:write")
+async def restore_version(request: web.Request) -> web.Response:
+    """Append an earlier version's document as the new draft."""
+    store = _store(request)
+    v = await _get_version(store, request.match_info["n"])
+    restored = await store.restore(v.number, principal(request).name)
+    return _json(200, restored.summary())
+
+
+@require("publish")
+async def publish(request: web.Request) -> web.Response:
+    """Make a version (default: the draft) live in every process."""
+    store = _store(request)
+    body = await _body(request) if request.can_read_body else {}
+    number = body.get("version") if isinstance(body, dict) else None
+    if number is None:
+        draft = await store.draft()
+        if draft is None:
+            raise ApiError(409, "conflict", "nothing to publish: the draft has no version yet")
+        number = draft.number
+    if not isinstance(number, int):
+        raise ApiError(422, "invalid_config", "version must be an integer")
+    try:
+        v = await store.publish(number)
+    except NoSuchVersion as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except ConfigError as exc:
+        raise ApiError(422, "invalid_config", str(exc)) from None
+    return _json(200, {**v.summary(), "live": True})
+
+
+@require(None)
+async def whoami(request: web.Request) -> web.Response:
+    """The calling token's name and scopes."""
+    p = principal(request)
+    return _json(200, {"name": p.name, "scopes": sorted(p.scopes)})
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every admin route."""
+    r = app.router
+    r.add_get("/v1/admin/whoami", whoami)
+    r.add_get("/v1/admin/config", get_config)
+    r.add_put("/v1/admin/config", put_config)
+    for section in ("placements", "variants", "audiences"):
+        get_item, put_item, delete_item = _item_routes(section)
+        r.add_get(f"/v1/admin/{section}", _items(section))
+        r.add_get(f"/v1/admin/{section}/{{name}}", get_item)
+        r.add_put(f"/v1/admin/{section}/{{name}}", put_item)
+        r.add_delete(f"/v1/admin/{section}/{{name}}", delete_item)
+    r.add_get("/v1/admin/versions", list_versions)
+    r.add_get("/v1/admin/versions/{n}", get_version)
+    r.add_post("/v1/admin/versions/{n}/restore", restore_version)
+    r.add_get("/v1/admin/diff", diff_versions)
+    r.add_post("/v1/admin/publish", publish)

@@ -1,0 +1,234 @@
+"""The admin API: tokens and scopes, validated versioned edits, publish, restore, diff."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from typing import Any
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from service.admin.config import VERSIONS_KEY
+from service.admin.tokens import TOKENS_KEY, TokenStore
+from service.settings import REPO_DIR
+
+ALL = ["config:read", "config:write", "publish", "models", "privacy"]
+
+
+async def token(redis_url: str, name: str, scopes: list[str]) -> dict[str, str]:
+    client = aioredis.Redis.from_url(redis_url)
+    value = await TokenStore(client).create(name, scopes)
+    await client.aclose()
+    return {"Authorization": f"Bearer {value}"}
+
+
+def sprint_variant(vid: str, category: str = "running") -> dict[str, Any]:
+    return {
+        "id": vid,
+        "category": category,
+        "content": {"title": f"Title of {vid}", "link": f"/{vid}"},
+    }
+
+
+async def test_every_admin_route_checks_the_token_and_its_scope(
+    client: Any, redis_url: str
+) -> None:
+    routes = [
+        (r.method, r.resource.canonical)
+        for r in client.app.router.routes()
+        if r.resource is not None and r.resource.canonical.startswith("/v1/admin")
+    ]
+    assert len(routes) >= 18
+    none_scoped = await token(redis_url, "nobody", ["privacy"])
+    for method, path in routes:
+        url = path.replace("{name}", "home-hero").replace("{n}", "1")
+        resp = await client.request(method, url)
+        assert resp.status == 401, (method, path)
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+        if method != "HEAD":  # aiohttp's automatic HEAD of each GET has no body
+            assert (await resp.json())["error"] == "unauthorized"
+        wrong = {"Authorization": "Bearer pst_" + "x" * 43}
+        assert (await client.request(method, url, headers=wrong)).status == 401, (method, path)
+        handler = next(
+            r.handler
+            for r in client.app.router.routes()
+            if r.method == method and r.resource is not None and r.resource.canonical == path
+        )
+        if handler.required_scope is not None:
+            resp = await client.request(method, url, headers=none_scoped)
+            assert resp.status == 403, (method, path)
+            if method != "HEAD":
+                assert handler.required_scope in (await resp.json())["message"]
+
+
+def test_tokens_come_from_the_cli_and_are_stored_only_as_hashes(redis_url: str) -> None:
+    env = {**os.environ, "PERSONA_REDIS_URL": redis_url}
+    cmd = [sys.executable, "-m", "service", "admin-token"]
+    created = subprocess.run(
+        [*cmd, "create", "--name", "ana", "--scope", "config:read", "--scope", "publish"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=env,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    plain = created.stdout.strip()
+    assert plain.startswith("pst_") and len(plain) == 47
+    listed = subprocess.run(
+        [*cmd, "list"], capture_output=True, text=True, cwd=REPO_DIR, env=env, timeout=60
+    )
+    assert listed.stdout.strip() == "ana\tconfig:read,publish"
+    r = redis.Redis.from_url(redis_url)
+    dump = b"".join(k + v for k, v in r.hgetall(TOKENS_KEY).items())
+    assert plain.encode() not in dump and b"ana" in dump
+    bad = subprocess.run(
+        [*cmd, "create", "--name", "x", "--scope", "root"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and "invalid choice" in bad.stderr
+    revoked = subprocess.run(
+        [*cmd, "revoke", "--name", "ana"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=env,
+        timeout=60,
+    )
+    assert revoked.returncode == 0 and r.hlen(TOKENS_KEY) == 0
+    r.close()
+
+
+async def test_a_marketer_sets_up_a_slot_publishes_and_decide_serves_it(
+    app_client: Any, make_settings: Any, redis_url: str
+) -> None:
+    client = await app_client(make_settings(config_poll_ms=20))
+    auth = await token(redis_url, "marketer", ALL)
+    for vid, cat in (("sprint-a", "running"), ("sprint-b", "running"), ("sprint-c", "yoga")):
+        resp = await client.put(
+            f"/v1/admin/variants/{vid}", json=sprint_variant(vid, cat), headers=auth
+        )
+        assert resp.status == 200, await resp.text()
+    audience = {"visits": {"$gte": 3}, "device": "mobile"}
+    resp = await client.put("/v1/admin/audiences/loyal-mobile", json=audience, headers=auth)
+    assert resp.status == 200
+    placement = {"variants": ["sprint-a", "sprint-b", "sprint-c"], "default_variant": "sprint-a"}
+    resp = await client.put("/v1/admin/placements/spring-sale", json=placement, headers=auth)
+    assert resp.status == 200
+    draft = await resp.json()
+    assert draft["author"] == "marketer" and draft["changes"] == ["added placement spring-sale"]
+    # not live yet
+    body = await (await client.post("/v1/decide", json={"placements": ["spring-sale"]})).json()
+    assert body["decisions"]["spring-sale"]["fallback"] == "unknown_placement"
+    resp = await client.post("/v1/admin/publish", headers=auth)
+    assert resp.status == 200 and (await resp.json())["version"] == draft["version"]
+    for _ in range(200):
+        body = await (await client.post("/v1/decide", json={"placements": ["spring-sale"]})).json()
+        if body["decisions"]["spring-sale"]["fallback"] is None:
+            break
+        await asyncio.sleep(0.01)
+    decision = body["decisions"]["spring-sale"]
+    assert decision["variant_id"] in {"sprint-a", "sprint-b", "sprint-c"}
+    assert decision["content"]["title"].startswith("Title of sprint-")
+    # the demo slots came along from the catalog file the first edit started from
+    home = await (await client.post("/v1/decide", json={"placements": ["home-hero"]})).json()
+    assert home["decisions"]["home-hero"]["fallback"] is None
+
+
+INVALID = [
+    (
+        "variants/v-bad",
+        {"id": "v-bad", "category": "running", "content": {}, "colour": "red"},
+        "unknown field `colour`",
+    ),
+    ("variants/v-bad", {"id": "v-bad", "category": 7, "content": {}}, "$.variants"),
+    ("variants/v-bad", {"id": "v-other", "category": "running", "content": {}}, "differs"),
+    (
+        "variants/v-big",
+        {"id": "v-big", "category": "running", "content": {"body": "x" * 20000}},
+        "over the limit",
+    ),
+    (
+        "placements/p-bad",
+        {"variants": ["hero-running"], "default_variant": "hero-hiking"},
+        "default_variant 'hero-hiking' is not among its variants",
+    ),
+    (
+        "placements/p-bad",
+        {"variants": ["no-such"], "default_variant": "no-such"},
+        "unknown variants no-such",
+    ),
+    (
+        "audiences/a-bad",
+        {"visit": {"$gte": 3}},
+        "unknown fact 'visit' (see the condition reference) - at `audiences.a-bad.visit`",
+    ),
+    ("audiences/a-bad", {"$audience": "a-bad"}, "cycle: a-bad -> a-bad"),
+]
+
+
+@pytest.mark.parametrize(("path", "item", "words"), INVALID, ids=[i[2] for i in INVALID])
+async def test_invalid_changes_get_422_naming_the_problem_and_store_nothing(
+    client: Any, redis_url: str, path: str, item: dict[str, Any], words: str
+) -> None:
+    auth = await token(redis_url, "marketer", ALL)
+    ok = await client.put("/v1/admin/audiences/fine", json={"device": "mobile"}, headers=auth)
+    assert ok.status == 200
+    before = redis.Redis.from_url(redis_url).lrange(VERSIONS_KEY, 0, -1)
+    resp = await client.put(f"/v1/admin/{path}", json=item, headers=auth)
+    assert resp.status == 422
+    body = await resp.json()
+    assert body["error"] == "invalid_config" and words in body["message"], body["message"]
+    assert redis.Redis.from_url(redis_url).lrange(VERSIONS_KEY, 0, -1) == before
+
+
+async def test_history_diff_restore_and_stale_edits(client: Any, redis_url: str) -> None:
+    auth = await token(redis_url, "ana", ALL)
+    v1 = await (
+        await client.put("/v1/admin/audiences/mobile", json={"device": "mobile"}, headers=auth)
+    ).json()
+    v2 = await (
+        await client.put(
+            "/v1/admin/variants/hero-yoga",
+            json={"category": "yoga", "content": {"title": "Breathe"}},
+            headers=auth,
+        )
+    ).json()
+    assert v2["changes"] == [
+        "changed variant hero-yoga (content, discount, price_band, priority, tags)"
+    ] or v2["changes"][0].startswith("changed variant hero-yoga")
+    stale = await client.put(
+        "/v1/admin/audiences/desktop",
+        json={"device": "desktop"},
+        headers={**auth, "If-Match": str(v1["version"])},
+    )
+    assert stale.status == 409
+    history = await (await client.get("/v1/admin/versions", headers=auth)).json()
+    assert [v["version"] for v in history["versions"]] == [v2["version"], v1["version"]]
+    assert all(v["author"] == "ana" for v in history["versions"])
+    diff = await (
+        await client.get(f"/v1/admin/diff?from={v1['version']}&to={v2['version']}", headers=auth)
+    ).json()
+    assert len(diff["changes"]) == 1 and "hero-yoga" in diff["changes"][0]
+    restored = await (
+        await client.post(f"/v1/admin/versions/{v1['version']}/restore", headers=auth)
+    ).json()
+    assert restored["version"] == v2["version"] + 1
+    current = await (await client.get("/v1/admin/variants/hero-yoga", headers=auth)).json()
+    original = await (await client.get(f"/v1/admin/versions/{v1['version']}", headers=auth)).json()
+    yoga = next(v for v in original["config"]["variants"] if v["id"] == "hero-yoga")
+    assert current["variant"] == yoga
+    exported = await (await client.get("/v1/admin/config", headers=auth)).json()
+    imported = await client.put(
+        "/v1/admin/config", data=orjson.dumps(exported["config"]), headers=auth
+    )
+    assert imported.status == 200 and (await imported.json())["changes"] == []
