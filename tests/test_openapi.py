@@ -193,7 +193,7 @@ def test_decision_schema_matches_decision_to_json() -> None:
         model_version="m",
         scores=(("v", 0.5),),
         error="e",
-        excluded=("w",),
+        excluded=(("w", "rule"),),
     )
     minimal = dataclasses.replace(full, scores=None, error=None, excluded=())
     assert set(full.to_json()) == set(schema["properties"])

@@ -19,8 +19,6 @@ import msgspec
 import orjson
 import redis.asyncio as aioredis
 
-from service.audiences.conditions import ConditionError, compile_audiences
-from service.audiences.facts import FACTS
 from service.catalog.loader import CatalogDoc, CatalogError, parse_catalog
 from service.catalog.model import Catalog
 
@@ -42,10 +40,7 @@ class NoSuchVersion(ConfigError):
     """The version asked for does not exist."""
 
 
-class ConfigDoc(CatalogDoc, forbid_unknown_fields=True):
-    """The whole configuration: the catalog and the audiences."""
-
-    audiences: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
+ConfigDoc = CatalogDoc  # the whole configuration: variants, placements, audiences
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +82,9 @@ def validate(doc: Any) -> tuple[dict[str, Any], Catalog]:
                 f"content of variant {v.id!r} is {size} bytes, over the limit of "
                 f"{MAX_CONTENT_BYTES} - at `$.variants[{i}].content`"
             )
-    try:
-        compile_audiences(typed.audiences, FACTS)
-    except ConditionError as exc:
-        raise ConfigError(f"{exc.message} - at `{exc.path}`") from None
     normalized: dict[str, Any] = msgspec.to_builtins(typed)
     try:
-        catalog_part = {k: normalized[k] for k in ("variants", "placements")}
-        catalog = parse_catalog(orjson.dumps(catalog_part), origin="config")
+        catalog = parse_catalog(orjson.dumps(normalized), origin="config")
     except CatalogError as exc:
         raise ConfigError(str(exc)) from None
     return normalized, catalog

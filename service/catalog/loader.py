@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from service.audiences.conditions import ConditionError, compile_audiences, compile_condition
+from service.audiences.facts import FACTS
 from service.catalog.model import Catalog, Placement, Variant, static_feature_matrix
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -29,6 +33,14 @@ class CatalogError(ValueError):
     """The catalog is invalid; the message names the item and the problem."""
 
 
+class ScheduleDoc(msgspec.Struct, forbid_unknown_fields=True):
+    """When a variant may be shown: local times in a time zone (either end open)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    timezone: str = "UTC"
+
+
 class VariantDoc(msgspec.Struct, forbid_unknown_fields=True):
     """A variant as written in the catalog file."""
 
@@ -40,6 +52,10 @@ class VariantDoc(msgspec.Struct, forbid_unknown_fields=True):
     discount: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.0
     priority: Annotated[int, msgspec.Meta(ge=-100, le=100)] = 0
     attributes: dict[str, Any] = {}
+    rule: dict[str, Any] | None = None
+    schedule: ScheduleDoc | None = None
+    status: Literal["live", "paused"] = "live"
+    frequency_cap: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
 
 
 class PlacementDoc(msgspec.Struct, forbid_unknown_fields=True):
@@ -52,13 +68,15 @@ class PlacementDoc(msgspec.Struct, forbid_unknown_fields=True):
     explore_share: Share = 0.0
     holdout_share: Share = 0.0
     frequency_cap: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    status: Literal["live", "paused"] = "live"
 
 
 class CatalogDoc(msgspec.Struct, forbid_unknown_fields=True):
-    """The whole catalog file."""
+    """The whole catalog: variants, placements and the audiences their rules name."""
 
     variants: list[VariantDoc]
     placements: list[PlacementDoc]
+    audiences: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
 
 
 class CatalogSource(Protocol):
@@ -77,10 +95,22 @@ def parse_catalog(raw: bytes, origin: str = "catalog") -> Catalog:
         raise CatalogError(f"{origin}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise CatalogError(f"{origin}: not valid JSON ({exc})") from None
+    try:
+        compile_audiences(doc.audiences, FACTS)
+    except ConditionError as exc:
+        raise CatalogError(f"{origin}: {exc.message} - at `{exc.path}`") from None
     variants: dict[str, Variant] = {}
-    for v in doc.variants:
+    for i, v in enumerate(doc.variants):
         if v.id in variants:
             raise CatalogError(f"{origin}: variant {v.id!r} is defined twice")
+        rule = None
+        if v.rule is not None:
+            try:
+                rule = compile_condition(v.rule, FACTS, doc.audiences)
+            except ConditionError as exc:
+                at = exc.path.replace("$", f"$.variants[{i}].rule", 1)
+                raise CatalogError(f"{origin}: {exc.message} - at `{at}`") from None
+        start, end = _schedule(v.schedule, f"{origin}: variant {v.id!r}", i)
         variants[v.id] = Variant(
             id=v.id,
             content=v.content,
@@ -90,6 +120,11 @@ def parse_catalog(raw: bytes, origin: str = "catalog") -> Catalog:
             discount=v.discount,
             priority=v.priority,
             attributes=v.attributes,
+            rule=rule,
+            start=start,
+            end=end,
+            paused=v.status == "paused",
+            frequency_cap=v.frequency_cap,
         )
     placements: dict[str, Placement] = {}
     for p in doc.placements:
@@ -114,10 +149,34 @@ def parse_catalog(raw: bytes, origin: str = "catalog") -> Catalog:
             explore_share=p.explore_share,
             holdout_share=p.holdout_share,
             frequency_cap=p.frequency_cap,
+            paused=p.status == "paused",
             static_features=static_feature_matrix(members, p.default_variant),
         )
     version = hashlib.sha256(raw).hexdigest()[:12]
     return Catalog(version=version, placements=placements)
+
+
+def _schedule(doc: ScheduleDoc | None, where: str, index: int) -> tuple[float | None, float | None]:
+    """The schedule as Unix seconds; naive times are local to its time zone."""
+    if doc is None:
+        return None, None
+    at = f"$.variants[{index}].schedule"
+    try:
+        zone = ZoneInfo(doc.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CatalogError(
+            f"{where}: unknown time zone {doc.timezone!r} - at `{at}.timezone`"
+        ) from None
+
+    def epoch(value: datetime | None) -> float | None:
+        if value is None:
+            return None
+        return (value if value.tzinfo else value.replace(tzinfo=zone)).timestamp()
+
+    start, end = epoch(doc.start), epoch(doc.end)
+    if start is not None and end is not None and end <= start:
+        raise CatalogError(f"{where}: the schedule ends before it starts - at `{at}.end`")
+    return start, end
 
 
 class FileCatalogSource:

@@ -6,6 +6,7 @@ in as one reference, so a decision sees the old or the new catalog, never a mix.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,16 @@ class Variant:
     discount: float = 0.0
     priority: int = 0
     attributes: dict[str, Any] = field(default_factory=dict)
+    rule: Callable[[Mapping[str, Any]], bool] | None = None
+    start: float | None = None
+    end: float | None = None
+    paused: bool = False
+    frequency_cap: int | None = None
+
+    @property
+    def conditional(self) -> bool:
+        """Whether eligibility depends on more than the frequency cap."""
+        return self.rule is not None or self.start is not None or self.end is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +51,7 @@ class Placement:
     explore_share: float = 0.0
     holdout_share: float = 0.0
     frequency_cap: int | None = None
+    paused: bool = False
     static_features: npt.NDArray[np.float64] = field(
         default_factory=lambda: np.zeros((0, len(VARIANT_FEATURES)))
     )

@@ -16,9 +16,10 @@ from time import perf_counter
 
 import numpy as np
 
+from service.audiences.facts import facts_for
 from service.catalog.model import Catalog, Placement
 from service.decide.choice import choose, in_holdout
-from service.decide.eligibility import eligible
+from service.decide.eligibility import Facts, eligible
 from service.decide.types import DecideRequest, Decision, StageTimes
 from service.features.builder import VisitorView, rows_for_view, visitor_view
 from service.features.profile import Profile, decode_profile
@@ -121,8 +122,11 @@ class DecisionEngine:
                 why = "unknown_placement" if catalog is not None else "no_catalog"
                 decisions.append(self.unknown_decision(name, why, now))
                 continue
-            if reason is not None:
-                decisions.append(self.default_decision(placement, "fallback", reason, now, model))
+            if placement.paused or reason is not None:
+                paused_or = "paused" if placement.paused else reason
+                decisions.append(
+                    self.default_decision(placement, "fallback", paused_or, now, model)
+                )
                 continue
             assert model is not None
             vid = req.identity.visitor_id
@@ -150,7 +154,7 @@ class DecisionEngine:
             t2 = perf_counter()
             features_s += t1 - t0
             score_s += t2 - t1
-            keep, capped = eligible(placement, view.var)
+            keep, capped = eligible(placement, view.var, self._facts(view, req), now)
             decisions.append(
                 self._scored(placement, scores, keep, capped, req.include_scores, now, model)
             )
@@ -161,7 +165,7 @@ class DecisionEngine:
         placement: Placement,
         scores: object,
         keep: list[int],
-        capped: list[str],
+        capped: list[tuple[str, str]],
         include_scores: bool,
         now: float,
         model: LoadedModel,
@@ -188,6 +192,18 @@ class DecisionEngine:
             scores=ranked,
             excluded=tuple(capped),
         )
+
+    @staticmethod
+    def _facts(view: VisitorView, req: DecideRequest) -> Callable[[], Facts]:
+        """The request's audience facts, built on first use and then kept."""
+        cache: list[Facts] = []
+
+        def get() -> Facts:
+            if not cache:
+                cache.append(facts_for(view, req.context))
+            return cache[0]
+
+        return get
 
     def fallback_all(self, names: tuple[str, ...], reason: str) -> list[Decision]:
         """Defaults for every placement (used when something unforeseen broke)."""

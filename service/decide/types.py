@@ -33,7 +33,7 @@ class Decision:
     model_version: str | None
     scores: tuple[tuple[str, float], ...] | None = None
     error: str | None = None
-    excluded: tuple[str, ...] = ()
+    excluded: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The decision as the API returns it."""
@@ -50,7 +50,7 @@ class Decision:
         if self.scores is not None:
             out["propensity"] = self.propensity
             out["scores"] = [{"variant_id": v, "score": s} for v, s in self.scores]
-            out["excluded"] = [{"variant_id": v, "reason": "frequency_cap"} for v in self.excluded]
+            out["excluded"] = [{"variant_id": v, "reason": why} for v, why in self.excluded]
         return out
 
 
