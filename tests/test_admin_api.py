@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from service.admin.config import VERSIONS_KEY
 from service.admin.tokens import TOKENS_KEY, TokenStore
 from service.settings import REPO_DIR
+from tests.helpers import fan_profile, store_profile
 
 ALL = ["config:read", "config:write", "publish", "models", "privacy"]
 
@@ -232,3 +233,55 @@ async def test_history_diff_restore_and_stale_edits(client: Any, redis_url: str)
         "/v1/admin/config", data=orjson.dumps(exported["config"]), headers=auth
     )
     assert imported.status == 200 and (await imported.json())["changes"] == []
+
+
+async def test_preview_explains_a_draft_for_a_stored_and_a_described_visitor(
+    client: Any, redis_url: str
+) -> None:
+    auth = await token(redis_url, "marketer", ["config:read", "config:write"])
+    runners = {"affinity.running": {"$gte": 0.5}}
+    assert (
+        await client.put("/v1/admin/audiences/runners", json=runners, headers=auth)
+    ).status == 200
+    items = {
+        "sprint-a": {"rule": {"$audience": "runners"}},
+        "sprint-b": {"schedule": {"start": "2999-01-01T00:00:00"}},
+        "sprint-c": {"status": "paused"},
+        "sprint-d": {},
+    }
+    for vid, extra in items.items():
+        resp = await client.put(
+            f"/v1/admin/variants/{vid}", json={**sprint_variant(vid), **extra}, headers=auth
+        )
+        assert resp.status == 200, await resp.text()
+    placement = {"variants": list(items), "default_variant": "sprint-d"}
+    resp = await client.put("/v1/admin/placements/spring-sale", json=placement, headers=auth)
+    assert resp.status == 200
+    store_profile(redis_url, "preview-runner-0001", fan_profile("running"))
+    body = {
+        "placement": "spring-sale",
+        "visitor_id": "preview-runner-0001",
+        "context": {"device": "mobile"},
+    }
+    resp = await client.post("/v1/admin/preview", json=body, headers=auth)
+    assert resp.status == 200, await resp.text()
+    seen = await resp.json()
+    why = {v["variant_id"]: v["excluded_because"] for v in seen["variants"]}
+    assert why == {"sprint-a": None, "sprint-b": "schedule", "sprint-c": "paused", "sprint-d": None}
+    assert seen["known_visitor"] is True and seen["facts"]["affinity.running"] >= 0.5
+    assert all(isinstance(v["score"], float) for v in seen["variants"])
+    assert seen["choice"]["variant_id"] in {"sprint-a", "sprint-d"}
+    stranger = await (
+        await client.post("/v1/admin/preview", json={"placement": "spring-sale"}, headers=auth)
+    ).json()
+    assert stranger["known_visitor"] is False
+    assert {v["variant_id"]: v["excluded_because"] for v in stranger["variants"]}[
+        "sprint-a"
+    ] == "rule"
+    assert stranger["choice"]["variant_id"] == "sprint-d"  # the only one left
+    missing = await client.post("/v1/admin/preview", json={"placement": "nope"}, headers=auth)
+    assert missing.status == 404
+    first = await client.post(
+        "/v1/admin/preview", json={"placement": "spring-sale", "version": 1}, headers=auth
+    )
+    assert first.status == 404  # version 1 had only the audience: no such slot yet

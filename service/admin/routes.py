@@ -8,9 +8,11 @@ rather than overwriting someone else's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -22,9 +24,13 @@ from service.admin.config import (
     NoSuchVersion,
     Version,
     changes,
+    validate,
 )
+from service.admin.preview import PREVIEW_DECODER, preview
 from service.errors import ApiError
-from service.keys import REDIS, SETTINGS
+from service.features.profile import decode_profile, profile_key
+from service.http.decide import context_from
+from service.keys import ENGINE, REDIS, SETTINGS
 
 SECTIONS = {"placements": "name", "variants": "id"}
 
@@ -225,6 +231,57 @@ async def publish(request: web.Request) -> web.Response:
     return _json(200, {**v.summary(), "live": True})
 
 
+async def _stored_profile(request: web.Request, visitor_id: str) -> dict[str, Any] | None:
+    """The visitor's profile (following a link to a customer profile)."""
+    raw: Any = await request.app[REDIS].get(profile_key(visitor_id))
+    profile = decode_profile(raw)
+    alias = profile.get("alias") if profile is not None else None
+    if isinstance(alias, str):
+        linked: Any = await request.app[REDIS].get(profile_key(alias))
+        profile = decode_profile(linked)
+    return profile
+
+
+@require("config:read")
+async def post_preview(request: web.Request) -> web.Response:
+    """What a visitor (stored, or described) would see in a slot of the draft or a version."""
+    try:
+        body = PREVIEW_DECODER.decode(await request.read())
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    store = _store(request)
+    if body.version is not None:
+        doc = (await _get_version(store, str(body.version))).doc
+    else:
+        doc, _ = await _base(request)
+    try:
+        _, catalog = validate(doc)
+    except ConfigError as exc:
+        raise ApiError(422, "invalid_config", str(exc)) from None
+    profile: dict[str, Any] | None = body.profile
+    if body.visitor_id is not None:
+        profile = await _stored_profile(request, body.visitor_id)
+    now = time.time()
+    settings = request.app[SETTINGS]
+    try:
+        result = preview(
+            catalog,
+            body.placement,
+            profile,
+            context_from(body.context, request.headers.get("User-Agent", ""), now),
+            request.app[ENGINE].model,
+            now,
+            settings.affinity_half_life_days * 86400,
+        )
+    except KeyError:
+        raise ApiError(
+            404, "not_found", f"no placement {body.placement!r} in that version"
+        ) from None
+    return _json(200, result)
+
+
 @require(None)
 async def whoami(request: web.Request) -> web.Response:
     """The calling token's name and scopes."""
@@ -249,3 +306,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/admin/versions/{n}/restore", restore_version)
     r.add_get("/v1/admin/diff", diff_versions)
     r.add_post("/v1/admin/publish", publish)
+    r.add_post("/v1/admin/preview", post_preview)

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 _QUERY_CONTEXT = ("device", "page_type", "category", "referrer", "url", "local_hour", "day_of_week")
 
 
-def _context(body: ContextBody, user_agent: str, now: float) -> Context:
+def context_from(body: ContextBody, user_agent: str, now: float) -> Context:
+    """The normalized context of a request body (device from the User-Agent if absent)."""
     hour, dow = time_parts(now, body.local_hour, body.day_of_week)
     return Context(
         device=body.device or device_from_user_agent(user_agent),
@@ -99,7 +100,7 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
         consent,
     )
     metrics.cookie_outcome[outcome].inc()
-    ctx = _context(body.context, request.headers.get("User-Agent", ""), now)
+    ctx = context_from(body.context, request.headers.get("User-Agent", ""), now)
     req = DecideRequest(tuple(body.placements), ctx, identity, body.include_scores)
     t_identified = perf_counter()
     metrics.stage["identify"].observe(t_identified - started)
