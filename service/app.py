@@ -172,6 +172,7 @@ def create_app(
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/openapi.json", ops.openapi)
     app.router.add_get("/demo", ops.demo)
+    app.router.add_get("/admin", ops.admin)
     app.router.add_get("/", ops.index)
     admin_routes.add_routes(app)
     return app

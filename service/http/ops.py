@@ -67,6 +67,11 @@ async def demo(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / "demo.html")
 
 
+async def admin(request: web.Request) -> web.FileResponse:
+    """The marketer workspace (one static page; it calls the admin API with a token)."""
+    return web.FileResponse(STATIC_DIR / "admin.html")
+
+
 async def index(request: web.Request) -> web.Response:
     """Send visitors of ``/`` to the demo page."""
     raise web.HTTPFound("/demo")
