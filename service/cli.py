@@ -178,7 +178,7 @@ def _serve(settings: Settings) -> int:
             f"Persona is serving on {base} ({settings.workers} worker(s))\n"
             f"  API:      POST {base}/v1/decide   (OpenAPI: {base}/openapi.json)\n"
             f"  metrics:  {base}/metrics   health: {base}/healthz   ready: {base}/readyz\n"
-            f"  demo:     {base}/demo\n"
+            f"  demo:     {base}/demo   workspace: {base}/admin\n"
             f"  Redis:    {settings.redis_url}\n"
             "Press Ctrl+C to stop.",
             flush=True,
