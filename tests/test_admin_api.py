@@ -285,3 +285,58 @@ async def test_preview_explains_a_draft_for_a_stored_and_a_described_visitor(
         "/v1/admin/preview", json={"placement": "spring-sale", "version": 1}, headers=auth
     )
     assert first.status == 404  # version 1 had only the audience: no such slot yet
+
+
+async def test_stats_count_impressions_clicks_and_attributed_conversions(
+    client: Any, redis_url: str
+) -> None:
+    auth = await token(redis_url, "analyst", ["config:read"])
+
+    def ev(kind: str, n: int, **fields: Any) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "event_id": f"stats-{kind}-{n:04d}",
+            "visitor_id": f"stats-visitor-{n % 7:04d}",
+            **fields,
+        }
+
+    events = [
+        ev(
+            "impression",
+            i,
+            decision_id=f"{i:027x}",
+            placement="home-hero",
+            variant_id="hero-running" if i < 6 else "hero-yoga",
+        )
+        for i in range(10)
+    ]
+    events += [
+        ev("click", i, decision_id=f"{i:027x}", placement="home-hero", variant_id="hero-running")
+        for i in range(3)
+    ]
+    events += [
+        ev("conversion", 0, decision_id=f"{0:027x}", value=40.0),
+        ev("conversion", 7, decision_id=f"{7:027x}", value=10.0),
+        ev("conversion", 99, value=5.0),
+    ]  # no decision: not attributed
+    resp = await client.post("/v1/events", data=orjson.dumps({"events": events}))
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["accepted"] == len(events)
+    stats = await (await client.get("/v1/admin/stats?days=7", headers=auth)).json()
+    hero = stats["placements"]["home-hero"]
+    assert hero["hero-running"] == {
+        "impressions": 6,
+        "clicks": 3,
+        "ctr": 0.5,
+        "conversions": 1,
+        "value": 40.0,
+    }
+    assert hero["hero-yoga"] == {
+        "impressions": 4,
+        "clicks": 0,
+        "ctr": 0.0,
+        "conversions": 1,
+        "value": 10.0,
+    }
+    bad = await client.get("/v1/admin/stats?days=90", headers=auth)
+    assert bad.status == 400 and "1 to 30" in (await bad.json())["message"]

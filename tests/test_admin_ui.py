@@ -81,6 +81,30 @@ def decide_title(port: int) -> str | None:
     return None if content is None else str(content["title"])
 
 
+def post_impressions(port: int, n: int) -> None:
+    """``n`` impressions of hero-running and one click, as a page would send them."""
+    events = [
+        {
+            "type": "impression",
+            "event_id": f"ui-impression-{i:04d}",
+            "visitor_id": f"ui-visitor-{i:06d}",
+            "decision_id": f"{i:027x}",
+            "placement": "home-hero",
+            "variant_id": "hero-running",
+        }
+        for i in range(n)
+    ]
+    events.append({**events[0], "type": "click", "event_id": "ui-click-0000"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/events",
+        data=orjson.dumps({"events": events}),
+        method="POST",
+        headers={"X-Persona-Consent": "personalization,analytics"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 202
+
+
 def save_variant(page: Page, vid: str, title: str, rule: str = "") -> None:
     page.fill("#v-id", vid)
     page.fill("#v-category", "running")
@@ -98,6 +122,7 @@ def test_a_marketer_builds_previews_and_publishes_a_slot(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
+        post_impressions(port, 5)
         page.goto(f"http://127.0.0.1:{port}/admin")
         page.get_by_label("Admin token").fill("pst_" + "x" * 43)
         page.get_by_role("button", name="Sign in").click()
@@ -105,6 +130,9 @@ def test_a_marketer_builds_previews_and_publishes_a_slot(
         page.get_by_label("Admin token").fill(token)
         page.get_by_role("button", name="Sign in").click()
         expect(page.locator("#who")).to_contain_text("Signed in as ui-test")
+        results = page.locator("#stats-list tr", has_text="hero-running")
+        expect(results).to_contain_text("5")  # impressions from the event log
+        expect(results).to_contain_text("20.0 %")  # one click in five
 
         page.get_by_role("button", name="Audiences").click()
         page.get_by_label("Audience name").fill("mobile-fans")

@@ -27,6 +27,7 @@ from service.admin.config import (
     validate,
 )
 from service.admin.preview import PREVIEW_DECODER, preview
+from service.admin.stats import variant_counts
 from service.errors import ApiError
 from service.features.profile import decode_profile, profile_key
 from service.http.decide import context_from
@@ -282,6 +283,20 @@ async def post_preview(request: web.Request) -> web.Response:
     return _json(200, result)
 
 
+@require("config:read")
+async def get_stats(request: web.Request) -> web.Response:
+    """Impressions, clicks, CTR and conversions per variant over the last ``days`` (1-30)."""
+    try:
+        days = int(request.query.get("days", "1"))
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 30:
+        raise ApiError(400, "invalid_request", "days must be a whole number from 1 to 30")
+    since = time.time() - days * 86400
+    counts = await variant_counts(request.app[REDIS], since)
+    return _json(200, {"days": days, "since": since, "placements": counts})
+
+
 @require(None)
 async def whoami(request: web.Request) -> web.Response:
     """The calling token's name and scopes."""
@@ -307,3 +322,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/admin/diff", diff_versions)
     r.add_post("/v1/admin/publish", publish)
     r.add_post("/v1/admin/preview", post_preview)
+    r.add_get("/v1/admin/stats", get_stats)

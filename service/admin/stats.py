@@ -1,0 +1,60 @@
+"""What works: impressions, clicks, CTR and conversions per variant, read from the event log.
+
+The log's 64 partitions are scanned from ``since`` (stream ids are
+millisecond timestamps, so the scan starts at the right entry), in pages of
+``page`` entries. A conversion counts for the variant whose impression carried
+the same decision id inside the window (last impression wins). The scan is
+bounded by the log's retention (``PERSONA_LOG_MAXLEN`` per partition); for long
+ranges or large sites, report from the Parquet export instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from service.events.store import log_key
+from service.features.profile import PARTITIONS
+
+
+async def variant_counts(
+    client: aioredis.Redis, since: float, page: int = 2000
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Counts since ``since``: ``{placement: {variant: {impressions, clicks, ctr, ...}}}``."""
+    counts: dict[tuple[str, str], dict[str, float]] = defaultdict(
+        lambda: {"impressions": 0, "clicks": 0, "conversions": 0, "value": 0.0}
+    )
+    shown: dict[str, tuple[str, str]] = {}
+    conversions: list[dict[str, Any]] = []
+    for p in range(PARTITIONS):
+        start = f"{int(since * 1000)}-0"
+        while True:
+            entries: Any = await client.xrange(log_key(p), min=start, max="+", count=page)
+            for _, fields in entries:
+                event = orjson.loads(fields[b"e"])
+                kind = event.get("type")
+                if kind in ("impression", "click"):
+                    key = (str(event.get("placement")), str(event.get("variant_id")))
+                    counts[key]["impressions" if kind == "impression" else "clicks"] += 1
+                    if kind == "impression" and event.get("decision_id"):
+                        shown[str(event["decision_id"])] = key
+                elif kind == "conversion" and event.get("decision_id"):
+                    conversions.append(event)
+            if len(entries) < page:
+                break
+            last = entries[-1][0].decode()
+            ms, seq = last.split("-")
+            start = f"{ms}-{int(seq) + 1}"
+    for event in conversions:
+        attributed = shown.get(str(event["decision_id"]))
+        if attributed is not None:
+            counts[attributed]["conversions"] += 1
+            counts[attributed]["value"] += float(event.get("value") or 0.0)
+    out: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
+    for (placement, variant), c in sorted(counts.items()):
+        ctr = c["clicks"] / c["impressions"] if c["impressions"] else 0.0
+        out[placement][variant] = {**c, "ctr": round(ctr, 4)}
+    return dict(out)
