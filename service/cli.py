@@ -163,7 +163,11 @@ def _serve(settings: Settings) -> int:
     except Exception as exc:
         log.warning("cannot compile the model (%s); LightGBM's predictor will be used", exc)
     if settings.redis_url is None:
-        local = LocalRedis(settings.data_dir / "redis", binary=settings.redis_server_bin)
+        local = LocalRedis(
+            settings.data_dir / "redis",
+            binary=settings.redis_server_bin,
+            appendfsync=settings.redis_appendfsync,
+        )
         try:
             url = local.start()
         except RedisNotAvailable as exc:

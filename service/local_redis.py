@@ -77,11 +77,13 @@ class LocalRedis:
         port: int | None = None,
         appendonly: bool = True,
         extra_args: tuple[str, ...] = (),
+        appendfsync: str = "everysec",
     ) -> None:
         self.data_dir = data_dir
         self.binary = binary
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -105,7 +107,7 @@ class LocalRedis:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "everysec",
+            self.appendfsync,
             "--save",
             "",
             "--daemonize",

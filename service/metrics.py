@@ -63,6 +63,7 @@ STAGE_BUCKETS = (
 )
 STAGES = ("identify", "redis", "features", "score", "serialize")
 FALLBACK_REASONS = (
+    "draft",
     "paused",
     "redis_timeout",
     "redis_unavailable",

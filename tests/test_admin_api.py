@@ -340,3 +340,27 @@ async def test_stats_count_impressions_clicks_and_attributed_conversions(
     }
     bad = await client.get("/v1/admin/stats?days=90", headers=auth)
     assert bad.status == 400 and "1 to 30" in (await bad.json())["message"]
+
+
+async def test_the_configuration_round_trips_through_a_yaml_file(
+    client: Any, redis_url: str
+) -> None:
+    auth = await token(redis_url, "ops", ["config:read", "config:write"])
+    dated = {
+        **sprint_variant("dated"),
+        "schedule": {"start": "2027-03-01T09:00:00", "timezone": "Europe/Paris"},
+    }
+    assert (await client.put("/v1/admin/variants/dated", json=dated, headers=auth)).status == 200
+    exported = await client.get("/v1/admin/config?format=yaml", headers=auth)
+    assert exported.status == 200
+    assert "attachment" in exported.headers["Content-Disposition"]
+    text = await exported.text()
+    assert "placements:" in text and "home-hero" in text
+    yaml_headers = {**auth, "Content-Type": "application/yaml"}
+    back = await client.put("/v1/admin/config", data=text, headers=yaml_headers)
+    assert back.status == 200 and (await back.json())["changes"] == []
+    broken = text.replace("default_variant: hero-welcome", "default_variant: nowhere", 1)
+    refused = await client.put("/v1/admin/config", data=broken, headers=yaml_headers)
+    assert refused.status == 422 and "nowhere" in (await refused.json())["message"]
+    garbage = await client.put("/v1/admin/config", data="a: [1, 2", headers=yaml_headers)
+    assert garbage.status == 400 and (await garbage.json())["error"] == "invalid_yaml"

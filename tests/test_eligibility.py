@@ -139,3 +139,32 @@ def test_invalid_rules_and_schedules_are_refused(changes: dict[str, Any], words:
     with pytest.raises(CatalogError) as info:
         with_variant(**changes)
     assert words in str(info.value)
+
+
+async def test_count_returns_the_next_best_and_draft_or_paused_slots_serve_the_default(
+    app_client: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    doc = orjson.loads(orjson.dumps(CATALOG))
+    for p in doc["placements"]:
+        p["explore_share"] = p["holdout_share"] = 0.0
+        if p["name"] == "home-hero":
+            p["count"] = 3
+        elif p["name"] == "sidebar-offer":
+            p["status"] = "draft"
+        else:
+            p["status"] = "paused"
+    path = tmp_path / "catalog.json"
+    path.write_bytes(orjson.dumps(doc))
+    client = await app_client(make_settings(catalog_path=path))
+    names = [p["name"] for p in doc["placements"]]
+    body = orjson.dumps({"placements": names, "include_scores": True})
+    got = (await (await client.post("/v1/decide", data=body)).json())["decisions"]
+    hero = got["home-hero"]
+    ranked = [s["variant_id"] for s in hero["scores"]]
+    more = [m["variant_id"] for m in hero["more"]]
+    assert len(more) == 2 and hero["variant_id"] not in more
+    assert more == [v for v in ranked if v != hero["variant_id"]][:2]  # best first
+    assert all(m["content"]["title"] for m in hero["more"])
+    assert got["sidebar-offer"]["fallback"] == "draft"
+    assert got["article-footer"]["fallback"] == "paused"
+    assert "more" not in got["sidebar-offer"]

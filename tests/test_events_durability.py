@@ -32,7 +32,8 @@ def batch(n: int) -> list[dict[str, Any]]:
 async def test_acknowledged_events_survive_a_redis_sigkill(
     app_client: Any, make_settings: Any, tmp_path: Path
 ) -> None:
-    server = LocalRedis(tmp_path / "redis", appendonly=True)
+    # always: with everysec a write postponed behind a slow fsync is lost on SIGKILL
+    server = LocalRedis(tmp_path / "redis", appendonly=True, appendfsync="always")
     server.start()
     client = await app_client(make_settings(redis_url=server.url, events_timeout_ms=200.0))
     acked: list[dict[str, Any]] = []

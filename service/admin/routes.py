@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import orjson
+import yaml
 from aiohttp import web
 
 from service.admin.auth import principal, require
@@ -89,15 +90,33 @@ def _version_json(v: Version, live: int | None) -> dict[str, Any]:
 
 @require("config:read")
 async def get_config(request: web.Request) -> web.Response:
-    """The draft configuration (export), its version and the live version."""
+    """The draft configuration (export), its version and the live version.
+
+    ``?format=yaml`` answers the configuration alone as a YAML file.
+    """
     doc, number = await _base(request)
+    if request.query.get("format") == "yaml":
+        text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        return web.Response(
+            text=text,
+            content_type="application/yaml",
+            headers={
+                "Content-Disposition": f'attachment; filename="persona-config-v{number}.yaml"'
+            },
+        )
     return _json(200, {"version": number, "live": await _store(request).live(), "config": doc})
 
 
 @require("config:write")
 async def put_config(request: web.Request) -> web.Response:
-    """Replace the whole draft (import), validated as one document."""
-    body = await _body(request)
+    """Replace the whole draft (import, JSON or YAML), validated as one document."""
+    if request.content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+        try:
+            body = yaml.safe_load(await request.text())
+        except yaml.YAMLError as exc:
+            raise ApiError(400, "invalid_yaml", f"the body is not valid YAML: {exc}") from None
+    else:
+        body = await _body(request)
     return await _save(request, body, str(request.query.get("message", "import")))
 
 

@@ -68,7 +68,8 @@ class PlacementDoc(msgspec.Struct, forbid_unknown_fields=True):
     explore_share: Share = 0.0
     holdout_share: Share = 0.0
     frequency_cap: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
-    status: Literal["live", "paused"] = "live"
+    status: Literal["draft", "live", "paused"] = "live"
+    count: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
 
 
 class CatalogDoc(msgspec.Struct, forbid_unknown_fields=True):
@@ -149,7 +150,8 @@ def parse_catalog(raw: bytes, origin: str = "catalog") -> Catalog:
             explore_share=p.explore_share,
             holdout_share=p.holdout_share,
             frequency_cap=p.frequency_cap,
-            paused=p.status == "paused",
+            status=p.status,
+            count=p.count,
             static_features=static_feature_matrix(members, p.default_variant),
         )
     version = hashlib.sha256(raw).hexdigest()[:12]

@@ -51,10 +51,16 @@ class Placement:
     explore_share: float = 0.0
     holdout_share: float = 0.0
     frequency_cap: int | None = None
-    paused: bool = False
+    status: str = "live"
+    count: int = 1
     static_features: npt.NDArray[np.float64] = field(
         default_factory=lambda: np.zeros((0, len(VARIANT_FEATURES)))
     )
+
+    @property
+    def paused(self) -> bool:
+        """Whether the slot serves only its default (status ``draft`` or ``paused``)."""
+        return self.status != "live"
 
     @property
     def default_index(self) -> int:

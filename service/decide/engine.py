@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ class DecisionEngine:
                 decisions.append(self.unknown_decision(name, why, now))
                 continue
             if placement.paused or reason is not None:
-                paused_or = "paused" if placement.paused else reason
+                paused_or = placement.status if placement.paused else reason
                 decisions.append(
                     self.default_decision(placement, "fallback", paused_or, now, model)
                 )
@@ -177,9 +178,15 @@ class DecisionEngine:
         variant = placement.variants[keep[choice.index]]
         self.metrics.decision(placement.name, choice.policy).inc()
         ranked = None
-        if include_scores:
+        order = None
+        if include_scores or placement.count > 1:
             order = np.argsort(-values, kind="stable")
+        if include_scores and order is not None:
             ranked = tuple((placement.variants[keep[i]].id, float(values[i])) for i in order)
+        more: tuple[tuple[str, dict[str, Any]], ...] = ()
+        if placement.count > 1 and order is not None:
+            others = [placement.variants[keep[i]] for i in order if keep[i] != keep[choice.index]]
+            more = tuple((v.id, v.content) for v in others[: placement.count - 1])
         return Decision(
             placement=placement.name,
             decision_id=self.new_decision_id(now),
@@ -191,6 +198,7 @@ class DecisionEngine:
             model_version=model.manifest.version,
             scores=ranked,
             excluded=tuple(capped),
+            more=more,
         )
 
     @staticmethod

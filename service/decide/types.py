@@ -34,6 +34,7 @@ class Decision:
     scores: tuple[tuple[str, float], ...] | None = None
     error: str | None = None
     excluded: tuple[tuple[str, str], ...] = ()
+    more: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The decision as the API returns it."""
@@ -47,6 +48,8 @@ class Decision:
         }
         if self.error is not None:
             out["error"] = self.error
+        if self.more:
+            out["more"] = [{"variant_id": v, "content": c} for v, c in self.more]
         if self.scores is not None:
             out["propensity"] = self.propensity
             out["scores"] = [{"variant_id": v, "score": s} for v, s in self.scores]
