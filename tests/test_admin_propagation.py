@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 
-from service.admin.tokens import TokenStore
-from service.local_redis import LocalRedis
-from service.settings import REPO_DIR
-from tests.conftest import SECRET
-from tests.test_cli_and_processes import service_env, wait_ready
+from tests.served import served
+from tests.test_cli_and_processes import service_env
 
 __all__ = ["service_env"]  # the fixture, re-used
 
@@ -43,27 +36,8 @@ def flash_title(port: int) -> str | None:
 def test_a_publish_reaches_every_worker_within_a_second(
     service_env: dict[str, str], tmp_path: Path
 ) -> None:
-    redis = LocalRedis(tmp_path / "redis", appendonly=False)
-    redis.start()
-    port = int(service_env["PERSONA_PORT"])
-    env = {**service_env, "PERSONA_REDIS_URL": redis.url, "PERSONA_COOKIE_SECRETS": SECRET}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--workers", "2"],
-        cwd=REPO_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_ready(port, proc)
-
-        async def make_token() -> str:
-            client = aioredis.Redis.from_url(redis.url)
-            value = await TokenStore(client).create("release", ["config:write", "publish"])
-            await client.aclose()
-            return value
-
-        token = asyncio.run(make_token())
+    with served(service_env, tmp_path, ["config:write", "publish"], workers=2) as service:
+        port, token = service.port, service.token
         for title in ("First flash", "Second flash"):
             variant = {"category": "general", "content": {"title": title}}
             call(port, "PUT", "/v1/admin/variants/flash-offer", variant, token)
@@ -84,7 +58,3 @@ def test_a_publish_reaches_every_worker_within_a_second(
                     last_stale = time.monotonic()
                     assert last_stale - published < 5, "the publish never arrived"
             assert last_stale - published <= 1.0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        redis.stop()

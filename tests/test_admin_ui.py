@@ -5,11 +5,8 @@ Set PERSONA_UPDATE_SCREENSHOTS=1 to refresh the screenshots in docs/img/.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -17,14 +14,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis.asyncio as aioredis
 from playwright.sync_api import Page, expect, sync_playwright
 
-from service.admin.tokens import TokenStore
-from service.local_redis import LocalRedis
 from service.settings import REPO_DIR
-from tests.conftest import SECRET
-from tests.test_cli_and_processes import service_env, wait_ready
+from tests.served import Served, served
+from tests.test_cli_and_processes import service_env
 
 __all__ = ["service_env"]
 CHROMIUM = "/usr/bin/chromium"
@@ -40,34 +34,10 @@ FLAGS = [
 
 
 @pytest.fixture
-def served(service_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """The service on a private Redis, and an admin token with every scope."""
-    redis = LocalRedis(tmp_path / "redis", appendonly=False)
-    redis.start()
-    port = int(service_env["PERSONA_PORT"])
-    env = {**service_env, "PERSONA_REDIS_URL": redis.url, "PERSONA_COOKIE_SECRETS": SECRET}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        cwd=REPO_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_ready(port, proc)
-
-        async def make_token() -> str:
-            client = aioredis.Redis.from_url(redis.url)
-            scopes = ["config:read", "config:write", "publish"]
-            value = await TokenStore(client).create("ui-test", scopes)
-            await client.aclose()
-            return value
-
-        yield port, asyncio.run(make_token())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        redis.stop()
+def service(service_env: dict[str, str], tmp_path: Path) -> Iterator[Served]:
+    """The service on a private Redis, and an admin token for the workspace."""
+    with served(service_env, tmp_path, ["config:read", "config:write", "publish"]) as s:
+        yield s
 
 
 def decide_title(port: int) -> str | None:
@@ -113,10 +83,8 @@ def save_variant(page: Page, vid: str, title: str, rule: str = "") -> None:
     page.click("#variant-form button[type=submit]")
 
 
-def test_a_marketer_builds_previews_and_publishes_a_slot(
-    served: tuple[int, str], tmp_path: Path
-) -> None:
-    port, token = served
+def test_a_marketer_builds_previews_and_publishes_a_slot(service: Served, tmp_path: Path) -> None:
+    port, token = service.port, service.token
     shots = tmp_path / "shots"
     shots.mkdir()
     with sync_playwright() as pw:
@@ -129,7 +97,7 @@ def test_a_marketer_builds_previews_and_publishes_a_slot(
         expect(page.locator("#token-error")).to_have_text("That token is not valid.")
         page.get_by_label("Admin token").fill(token)
         page.get_by_role("button", name="Sign in").click()
-        expect(page.locator("#who")).to_contain_text("Signed in as ui-test")
+        expect(page.locator("#who")).to_contain_text("Signed in as e2e")
         results = page.locator("#stats-list tr", has_text="hero-running")
         expect(results).to_contain_text("5")  # impressions from the event log
         expect(results).to_contain_text("20.0 %")  # one click in five
