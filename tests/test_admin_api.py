@@ -364,3 +364,17 @@ async def test_the_configuration_round_trips_through_a_yaml_file(
     assert refused.status == 422 and "nowhere" in (await refused.json())["message"]
     garbage = await client.put("/v1/admin/config", data="a: [1, 2", headers=yaml_headers)
     assert garbage.status == 400 and (await garbage.json())["error"] == "invalid_yaml"
+
+
+async def test_an_import_with_overlapping_ids_is_refused_and_stores_nothing(
+    client: Any, redis_url: str
+) -> None:
+    auth = await token(redis_url, "ops", ["config:read", "config:write"])
+    doc = (await (await client.get("/v1/admin/config", headers=auth)).json())["config"]
+    doc["variants"].append(dict(doc["variants"][0]))
+    resp = await client.put("/v1/admin/config", json=doc, headers=auth)
+    assert resp.status == 422
+    assert (
+        f"variant {doc['variants'][0]['id']!r} is defined twice" in (await resp.json())["message"]
+    )
+    assert redis.Redis.from_url(redis_url).llen(VERSIONS_KEY) == 0
