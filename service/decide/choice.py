@@ -49,3 +49,15 @@ def choose(
         index = min(int(pick * n), n - 1)
         return Choice(index, "explore", uniform + (1.0 - explore_share if index == best else 0.0))
     return Choice(best, "model", 1.0 - explore_share + uniform)
+
+
+def probabilities(scores: npt.NDArray[np.float64], explore_share: float) -> npt.NDArray[np.float64]:
+    """The epsilon-greedy policy's probability of each variant (they sum to 1).
+
+    ``choose`` returns, as the propensity, exactly this probability of the
+    variant it picked; offline evaluation uses it for a candidate model's policy.
+    """
+    n = len(scores)
+    out = np.full(n, explore_share / n)
+    out[int(np.argmax(scores))] += 1.0 - explore_share
+    return out
