@@ -23,6 +23,7 @@ from service.admin.auth import TOKENS
 from service.admin.tokens import TokenStore
 from service.catalog.loader import CatalogError, CatalogSource, FileCatalogSource
 from service.decide.engine import DecisionEngine, EngineConfig, LoadedModel
+from service.decide.record import DecisionRecorder
 from service.events import monitor as log_monitor
 from service.events.store import EventWriter, WriteConfig
 from service.features.schema import schema_hash
@@ -144,6 +145,10 @@ def create_app(
         except BundleError as exc:
             metrics.model_loaded.set(0)
             log.error("no model loaded, decisions serve defaults: %s", exc)
+        if settings.log_decisions:
+            engine.recorder = DecisionRecorder(
+                events_conn, metrics, settings.log_maxlen, settings.events_timeout_ms / 1000
+            )
         app[TOKENS] = TokenStore(client)
         stop = asyncio.Event()
         background = [
@@ -157,6 +162,8 @@ def create_app(
         yield
         stop.set()
         await asyncio.gather(*background)
+        if engine.recorder is not None:
+            await engine.recorder.drain()
         if conn is not None:
             await conn.aclose()
         await client.aclose()

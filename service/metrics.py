@@ -180,6 +180,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.decisions_logged = Counter(
+            "persona_decisions_logged_total",
+            "Decisions appended to the event log for training, by outcome (ok, failed).",
+            ["outcome"],
+            registry=r,
+        )
         self.log_entries = Gauge(
             "persona_event_log_entries",
             "Entries in the event log (all 64 partitions).",

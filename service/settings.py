@@ -65,6 +65,7 @@ class Settings:
     dedupe_window_s: int = 86400
     log_metrics_interval_s: float = 5.0
     config_poll_ms: float = 250.0
+    log_decisions: bool = True
     uvloop: bool = True
     log_level: str = "INFO"
     redis_server_bin: str = "redis-server"
@@ -341,6 +342,12 @@ SPECS: tuple[Spec, ...] = (
         "PERSONA_DEDUPE_WINDOW_S",
         _int_range(60, 30 * 86400),
         "How long a seen event_id is remembered to ignore a replay.",
+    ),
+    Spec(
+        "log_decisions",
+        "PERSONA_LOG_DECISIONS",
+        _bool,
+        "Append each decision of a consenting visitor to the event log (training reads it).",
     ),
     Spec(
         "config_poll_ms",

@@ -21,6 +21,7 @@ from service.audiences.facts import facts_for
 from service.catalog.model import Catalog, Placement
 from service.decide.choice import choose, in_holdout
 from service.decide.eligibility import Facts, eligible
+from service.decide.record import DecisionRecorder, entry
 from service.decide.types import DecideRequest, Decision, StageTimes
 from service.features.builder import VisitorView, rows_for_view, visitor_view
 from service.features.profile import Profile, decode_profile
@@ -70,6 +71,7 @@ class DecisionEngine:
         self.clock = clock
         self.rng = rng or random.Random()
         self.catalog: Catalog | None = None
+        self.recorder: DecisionRecorder | None = None
         self.model: LoadedModel | None = None
 
     def new_decision_id(self, now: float) -> str:
@@ -159,6 +161,23 @@ class DecisionEngine:
             decisions.append(
                 self._scored(placement, scores, keep, capped, req.include_scores, now, model)
             )
+        vid = req.identity.visitor_id
+        if self.recorder is not None and vid is not None and catalog is not None:
+            self.recorder.record(
+                vid,
+                [
+                    entry(
+                        d,
+                        req.context,
+                        profile,
+                        now,
+                        catalog.version,
+                        catalog.placements[d.placement].explore_share,
+                    )
+                    for d in decisions
+                    if d.placement in catalog.placements
+                ],
+            )
         return decisions, StageTimes(redis=redis_s, features=features_s, score=score_s)
 
     def _scored(
@@ -199,6 +218,9 @@ class DecisionEngine:
             scores=ranked,
             excluded=tuple(capped),
             more=more,
+            candidates=tuple(
+                (placement.variants[k].id, float(values[j])) for j, k in enumerate(keep)
+            ),
         )
 
     @staticmethod

@@ -35,6 +35,8 @@ class Decision:
     error: str | None = None
     excluded: tuple[tuple[str, str], ...] = ()
     more: tuple[tuple[str, dict[str, Any]], ...] = ()
+    # every eligible candidate and its score, in catalog order (logged, not returned)
+    candidates: tuple[tuple[str, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The decision as the API returns it."""

@@ -1,0 +1,113 @@
+"""Logging decisions to the event log, so the model can learn from them.
+
+Each decision of a consenting visitor is appended to the visitor's log
+partition as a ``decision`` entry: the candidates with their scores, the
+variant shown, its propensity and the policy, the model and catalog versions,
+and what the features were built from (the profile as read, the context and
+the time), so training rebuilds exactly the rows that were scored and nothing
+that happened later leaks in. The write is not awaited by the request: it goes
+out on the events connection and a failure is only counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from service.decide.types import Decision
+from service.events.store import log_key
+from service.features.context import Context
+from service.features.profile import Profile, partition
+from service.metrics import Metrics
+from service.store.errors import StoreError
+from service.store.resp import PipelinedConnection, encode_command
+
+log = logging.getLogger(__name__)
+
+
+def entry(
+    decision: Decision,
+    ctx: Context,
+    profile: Profile | None,
+    now: float,
+    catalog_version: str,
+    explore_share: float,
+) -> dict[str, Any]:
+    """The log entry of one decision."""
+    return {
+        "type": "decision",
+        "event_id": decision.decision_id,
+        "decision_id": decision.decision_id,
+        "timestamp": now,
+        "placement": decision.placement,
+        "variant_id": decision.variant_id,
+        "policy": decision.policy,
+        "fallback": decision.fallback,
+        "propensity": decision.propensity,
+        "model_version": decision.model_version,
+        "catalog_version": catalog_version,
+        "explore_share": explore_share,
+        "candidates": [c for c, _ in decision.candidates],
+        "scores": [s for _, s in decision.candidates],
+        "excluded": [list(x) for x in decision.excluded],
+        "context": {
+            "device": ctx.device,
+            "page_type": ctx.page_type,
+            "category": ctx.category,
+            "referrer": ctx.referrer,
+            "hour": ctx.hour,
+            "dow": ctx.dow,
+        },
+        "profile": profile,
+    }
+
+
+def context_of(logged: dict[str, Any]) -> Context:
+    """The context a logged decision was made in."""
+    return Context(**logged["context"])
+
+
+class DecisionRecorder:
+    """Appends decisions to the log without making the request wait."""
+
+    def __init__(
+        self, conn: PipelinedConnection, metrics: Metrics, maxlen: int, timeout_s: float
+    ) -> None:
+        self.conn = conn
+        self.metrics = metrics
+        self.maxlen = maxlen
+        self.timeout_s = timeout_s
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def record(self, visitor_id: str, entries: Sequence[dict[str, Any]]) -> None:
+        """Queue the entries of one request (one write, not awaited)."""
+        key = log_key(partition(visitor_id))
+        commands = [
+            encode_command(
+                "XADD", key, "MAXLEN", "~", self.maxlen, "*", "v", visitor_id, "e", orjson.dumps(e)
+            )
+            for e in entries
+        ]
+        task = asyncio.get_running_loop().create_task(self._send(commands))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, commands: list[bytes]) -> None:
+        try:
+            replies = await self.conn.execute_many(commands, self.timeout_s)
+            failed = sum(isinstance(r, StoreError) for r in replies)
+        except StoreError as exc:
+            log.debug("decision log write failed: %s", exc)
+            failed = len(commands)
+        self.metrics.decisions_logged.labels("ok").inc(len(commands) - failed)
+        if failed:
+            self.metrics.decisions_logged.labels("failed").inc(failed)
+
+    async def drain(self) -> None:
+        """Wait for the writes in flight (at shutdown)."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
