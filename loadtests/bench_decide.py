@@ -101,9 +101,14 @@ def _pin(cpus: set[int] | None) -> Any:
 
 
 def start_persona(
-    redis_url: str, workers: int, client: str, data_dir: Path, cpus: set[int] | None = None
+    redis_url: str,
+    workers: int,
+    client: str,
+    data_dir: Path,
+    cpus: set[int] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Server:
-    """Start ``python -m service`` (optionally pinned to ``cpus``)."""
+    """Start ``python -m service`` (optionally pinned to ``cpus``, with more settings)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
     env.update(
@@ -116,6 +121,7 @@ def start_persona(
         PERSONA_LOG_LEVEL="warning",
         PERSONA_CACHE_DIR=str(REPO_DIR / ".persona" / "cache"),
     )
+    env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "service"],
         cwd=REPO_DIR,
