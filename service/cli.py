@@ -13,7 +13,8 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from service.admin import cli as admin_cli
 from service.local_redis import LocalRedis, RedisNotAvailable
@@ -22,6 +23,9 @@ from service.scoring.predictor import compile_bundle
 from service.secrets_store import dev_secrets
 from service.serve import run_loop, serve_until_signal, serve_workers
 from service.settings import SPECS, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from service.catalog.model import Catalog
 
 log = logging.getLogger("persona")
 
@@ -75,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--consumer", default="exporter", help="consumer name in the group")
     _add_setting_options(exp)
     _add_setting_options(admin_cli.add_parser(sub))
+    tr = sub.add_parser(
+        "train",
+        help="train a model bundle from the logged decisions and clicks",
+        description="Read the event log for the last --days, join decisions with clicks "
+        "within --attribution-s, rebuild the rows with the serving feature builder, train "
+        "LightGBM (time split, early stopping) and write a bundle to --out.",
+    )
+    tr.add_argument("--out", required=True, help="bundle folder to write")
+    tr.add_argument("--days", type=float, default=7.0, help="window of the log to read")
+    tr.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
+    _add_setting_options(tr)
     sub.add_parser("settings", help="print every setting as a Markdown table")
     return parser
 
@@ -136,6 +151,49 @@ def _export(settings: Settings, out: str, group: str, consumer: str) -> int:
 
     written = asyncio.run(run())
     print(f"exported {written} events to {out}")
+    return 0
+
+
+def _train(settings: Settings, out: str, days: float, attribution_s: float) -> int:
+    import asyncio
+    import time
+    from pathlib import Path
+
+    import redis.asyncio as aioredis
+
+    from models.fromlog import catalog_resolver, read_log, rows_from_log, train_from_rows
+    from service.catalog.loader import CatalogError, parse_catalog
+
+    if settings.redis_url is None:
+        print("persona: train needs PERSONA_REDIS_URL", file=sys.stderr)
+        return 2
+    try:
+        file_catalog = parse_catalog(settings.catalog_path.read_bytes())
+    except (OSError, CatalogError):
+        file_catalog = None
+
+    async def load() -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
+        client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=60)
+        try:
+            entries = await read_log(client, time.time() - days * 86400)
+            return entries, await catalog_resolver(client, file_catalog)
+        finally:
+            await client.aclose()
+
+    entries, resolve = asyncio.run(load())
+    rows = rows_from_log(
+        entries,
+        resolve,
+        settings.affinity_half_life_days * 86400,
+        attribution_s,
+    )
+    print(f"{len(rows.y):,} decisions with {int(rows.y.sum()):,} clicks; skipped {rows.skipped}")
+    try:
+        manifest = train_from_rows(rows, Path(out))
+    except ValueError as exc:
+        print(f"persona: {exc}", file=sys.stderr)
+        return 1
+    print(f"model {manifest.version} -> {out}: {manifest.metrics}")
     return 0
 
 
@@ -223,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compile(settings)
     if args.command == "export-log":
         return _export(settings, args.out, args.group, args.consumer)
+    if args.command == "train":
+        return _train(settings, args.out, args.days, args.attribution_s)
     if args.command == "admin-token":
         return admin_cli.run(settings.redis_url, args)
     return _serve(settings)

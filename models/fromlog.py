@@ -1,0 +1,196 @@
+"""Training data from the event log: logged decisions joined with their clicks.
+
+A decision entry carries what its rows were built from (profile snapshot,
+context, time, catalog version), so the row of the variant shown is rebuilt
+with the serving feature builder exactly as it was scored. Its label is 1 when
+a click on that decision and variant arrived within the attribution window,
+else 0. Holdout and fallback decisions are skipped (the model did not choose
+them); so are decisions whose catalog version is unknown to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+import redis.asyncio as aioredis
+
+from service.admin.config import ConfigError, ConfigStore, validate
+from service.catalog.model import Catalog
+from service.decide.record import context_of
+from service.events.store import log_key
+from service.features.builder import rows_for_view, visitor_view
+from service.features.profile import PARTITIONS
+from service.features.schema import FEATURE_NAMES, N_FEATURES, schema_hash
+from service.scoring.bundle import MODEL_FILE, Manifest, file_sha256, write_manifest
+
+LEARNABLE_POLICIES = ("model", "explore")
+
+
+@dataclass
+class LogRows:
+    """Rows of shown variants, their labels, decision times and logged propensities."""
+
+    x: npt.NDArray[np.float64]
+    y: npt.NDArray[np.float64]
+    t: npt.NDArray[np.float64]
+    propensity: npt.NDArray[np.float64]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def rows_from_log(
+    entries: Iterable[dict[str, Any]],
+    catalog_for: Callable[[str], Catalog | None],
+    half_life_s: float,
+    attribution_s: float = 1800.0,
+) -> LogRows:
+    """Join decisions with clicks and rebuild the shown variants' feature rows."""
+    decisions: list[dict[str, Any]] = []
+    clicks: dict[tuple[str, str], float] = {}
+    for e in entries:
+        kind = e.get("type")
+        if kind == "decision":
+            decisions.append(e)
+        elif kind == "click" and e.get("decision_id"):
+            key = (str(e["decision_id"]), str(e.get("variant_id")))
+            at = float(e.get("timestamp") or 0.0)
+            clicks[key] = min(at, clicks.get(key, at))
+    skipped: dict[str, int] = {}
+    xs: list[npt.NDArray[np.float64]] = []
+    ys: list[float] = []
+    ts: list[float] = []
+    ps: list[float] = []
+    for d in sorted(decisions, key=lambda d: float(d["timestamp"])):
+        why = _skip_reason(d, catalog_for)
+        if why is not None:
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        catalog = catalog_for(str(d["catalog_version"]))
+        assert catalog is not None
+        placement = catalog.placements[d["placement"]]
+        now = float(d["timestamp"])
+        view = visitor_view(d.get("profile"), now, half_life_s)
+        rows = rows_for_view(view, context_of(d), placement, now)
+        index = [v.id for v in placement.variants].index(d["variant_id"])
+        clicked = clicks.get((str(d["decision_id"]), str(d["variant_id"])))
+        xs.append(rows[index])
+        ys.append(1.0 if clicked is not None and 0 <= clicked - now <= attribution_s else 0.0)
+        ts.append(now)
+        ps.append(float(d["propensity"]))
+    x = np.vstack(xs) if xs else np.zeros((0, N_FEATURES))
+    return LogRows(x, np.array(ys), np.array(ts), np.array(ps), skipped)
+
+
+def _skip_reason(d: dict[str, Any], catalog_for: Callable[[str], Catalog | None]) -> str | None:
+    if d.get("policy") not in LEARNABLE_POLICIES:
+        return f"policy {d.get('policy')}"
+    catalog = catalog_for(str(d.get("catalog_version")))
+    if catalog is None:
+        return "unknown catalog version"
+    placement = catalog.placements.get(str(d.get("placement")))
+    if placement is None or d.get("variant_id") not in {v.id for v in placement.variants}:
+        return "placement or variant not in its catalog"
+    return None
+
+
+def train_from_rows(
+    rows: LogRows, out: Path, *, seed: int = 7, valid_share: float = 0.2, source: str = "log"
+) -> Manifest:
+    """Train a click model on logged rows (time split, early stopping) and write a bundle."""
+    import lightgbm
+
+    from models.train import LGB_PARAMS, auc, logloss
+
+    n = len(rows.y)
+    if n < 200 or rows.y.sum() < 10:
+        raise ValueError(f"too little data to train: {n} rows, {int(rows.y.sum())} clicks")
+    cut = int(n * (1 - valid_share))  # rows are in time order: validate on the latest
+    params = {**LGB_PARAMS, "seed": seed, "min_data_in_leaf": max(20, min(500, n // 200))}
+    dtrain = lightgbm.Dataset(rows.x[:cut], label=rows.y[:cut], feature_name=list(FEATURE_NAMES))
+    dvalid = lightgbm.Dataset(rows.x[cut:], label=rows.y[cut:], reference=dtrain)
+    booster = lightgbm.train(
+        {**params, "metric": ["binary_logloss", "auc"]},
+        dtrain,
+        num_boost_round=1000,
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[lightgbm.early_stopping(50, verbose=False)],
+    )
+    p_valid = np.asarray(
+        booster.predict(rows.x[cut:], num_iteration=booster.best_iteration), dtype=np.float64
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / MODEL_FILE
+    booster.save_model(str(model_path), num_iteration=booster.best_iteration)
+    sha = file_sha256(model_path)
+    first, last = float(rows.t[0]), float(rows.t[-1])
+    day = datetime.fromtimestamp(last, UTC)
+    manifest = Manifest(
+        version=f"log-{day:%Y%m%d}-{sha[:8]}",
+        feature_names=FEATURE_NAMES,
+        schema_hash=schema_hash(),
+        model_sha256=sha,
+        objective=str(params["objective"]),
+        num_trees=booster.best_iteration or booster.num_trees(),
+        metrics={
+            "valid_auc": round(auc(rows.y[cut:], p_valid), 6),
+            "valid_logloss": round(logloss(rows.y[cut:], p_valid), 6),
+            "valid_ctr": round(float(rows.y[cut:].mean()), 6),
+            "best_iteration": int(booster.best_iteration),
+        },
+        training={
+            "source": source,
+            "rows": n,
+            "train_rows": cut,
+            "valid_rows": n - cut,
+            "split": f"by time: the latest {valid_share:.0%} of decisions validate",
+            "window": {
+                "from": datetime.fromtimestamp(first, UTC).isoformat(),
+                "to": day.isoformat(),
+            },
+            "skipped": rows.skipped,
+            "seed": seed,
+            "lightgbm": {"version": lightgbm.__version__, "params": params},
+        },
+        created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    )
+    write_manifest(out, manifest)
+    return manifest
+
+
+async def read_log(client: aioredis.Redis, since: float, page: int = 5000) -> list[dict[str, Any]]:
+    """Every log entry (decisions and events) since ``since``, from all partitions."""
+    out: list[dict[str, Any]] = []
+    for p in range(PARTITIONS):
+        start = f"{int(since * 1000)}-0"
+        while True:
+            entries: Any = await client.xrange(log_key(p), min=start, max="+", count=page)
+            out += [orjson.loads(fields[b"e"]) for _, fields in entries]
+            if len(entries) < page:
+                break
+            ms, seq = entries[-1][0].decode().split("-")
+            start = f"{ms}-{int(seq) + 1}"
+    return out
+
+
+async def catalog_resolver(
+    client: aioredis.Redis, file_catalog: Catalog | None
+) -> Callable[[str], Catalog | None]:
+    """Catalogs by the version a decision logged: published versions ``vN``, or the file's."""
+    store = ConfigStore(client)
+    found: dict[str, Catalog | None] = {}
+    if file_catalog is not None:
+        found[file_catalog.version] = file_catalog
+    for version in await store.history():
+        try:
+            _, catalog = validate(version.doc)
+        except ConfigError:
+            continue
+        found[f"v{version.number}"] = catalog
+    return found.get
