@@ -90,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--days", type=float, default=7.0, help="window of the log to read")
     tr.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
     _add_setting_options(tr)
+    ev = sub.add_parser(
+        "evaluate",
+        help="estimate a candidate model's click rate from the log (IPS, SNIPS)",
+        description="Rebuild every logged decision's candidates, estimate the click rate of "
+        "the live policy, the candidate (greedy), popularity and random with IPS and "
+        "self-normalized IPS (95 %% intervals), and flag the candidate (exit status 3) when "
+        "it is worse than live by more than --margin.",
+    )
+    ev.add_argument("--model", required=True, help="candidate bundle folder")
+    ev.add_argument("--days", type=float, default=7.0, help="window of the log to read")
+    ev.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
+    ev.add_argument("--margin", type=float, default=0.0, help="tolerated CTR shortfall")
+    _add_setting_options(ev)
     sub.add_parser("settings", help="print every setting as a Markdown table")
     return parser
 
@@ -154,19 +167,18 @@ def _export(settings: Settings, out: str, group: str, consumer: str) -> int:
     return 0
 
 
-def _train(settings: Settings, out: str, days: float, attribution_s: float) -> int:
+def _log_window(
+    settings: Settings, days: float
+) -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
+    """The log entries of the last ``days`` and a catalog resolver (Redis from settings)."""
     import asyncio
     import time
-    from pathlib import Path
 
     import redis.asyncio as aioredis
 
-    from models.fromlog import catalog_resolver, read_log, rows_from_log, train_from_rows
+    from models.fromlog import catalog_resolver, read_log
     from service.catalog.loader import CatalogError, parse_catalog
 
-    if settings.redis_url is None:
-        print("persona: train needs PERSONA_REDIS_URL", file=sys.stderr)
-        return 2
     try:
         file_catalog = parse_catalog(settings.catalog_path.read_bytes())
     except (OSError, CatalogError):
@@ -180,13 +192,61 @@ def _train(settings: Settings, out: str, days: float, attribution_s: float) -> i
         finally:
             await client.aclose()
 
-    entries, resolve = asyncio.run(load())
-    rows = rows_from_log(
-        entries,
-        resolve,
-        settings.affinity_half_life_days * 86400,
-        attribution_s,
+    return asyncio.run(load())
+
+
+def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import lightgbm
+
+    from models.evaluate import evaluate, logged_decisions
+    from service.scoring.bundle import MODEL_FILE, BundleError, load_bundle
+
+    if settings.redis_url is None:
+        print("persona: evaluate needs PERSONA_REDIS_URL", file=sys.stderr)
+        return 2
+    try:
+        bundle = load_bundle(Path(args.model))
+    except BundleError as exc:
+        print(f"persona: {exc}", file=sys.stderr)
+        return 2
+    booster = lightgbm.Booster(model_file=str(Path(args.model) / MODEL_FILE))
+    entries, resolve = _log_window(settings, args.days)
+    logged = logged_decisions(
+        entries, resolve, settings.affinity_half_life_days * 86400, args.attribution_s
     )
+    try:
+        report = evaluate(logged, lambda x: booster.predict(x, num_threads=1), args.margin)
+    except ValueError as exc:
+        print(f"persona: {exc}", file=sys.stderr)
+        return 1
+    print(f"candidate {bundle.manifest.version} on {report.decisions:,} logged decisions")
+    print(
+        f"  shown variants: AUC {report.candidate_auc:.4f}, log loss {report.candidate_logloss:.4f}"
+    )
+    for name, est in report.estimates.items():
+        i, s = est["ips"], est["snips"]
+        print(
+            f"  {name:<10} IPS {i.value:.4f} [{i.low:.4f}, {i.high:.4f}]   "
+            f"SNIPS {s.value:.4f} [{s.low:.4f}, {s.high:.4f}]"
+        )
+    if report.flagged:
+        print(f"FLAGGED: the candidate is worse than live by more than {args.margin}")
+        return 3
+    return 0
+
+
+def _train(settings: Settings, out: str, days: float, attribution_s: float) -> int:
+    from pathlib import Path
+
+    from models.fromlog import rows_from_log, train_from_rows
+
+    if settings.redis_url is None:
+        print("persona: train needs PERSONA_REDIS_URL", file=sys.stderr)
+        return 2
+    entries, resolve = _log_window(settings, days)
+    rows = rows_from_log(entries, resolve, settings.affinity_half_life_days * 86400, attribution_s)
     print(f"{len(rows.y):,} decisions with {int(rows.y.sum()):,} clicks; skipped {rows.skipped}")
     try:
         manifest = train_from_rows(rows, Path(out))
@@ -283,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(settings, args.out, args.group, args.consumer)
     if args.command == "train":
         return _train(settings, args.out, args.days, args.attribution_s)
+    if args.command == "evaluate":
+        return _evaluate(settings, args)
     if args.command == "admin-token":
         return admin_cli.run(settings.redis_url, args)
     return _serve(settings)

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import lightgbm
 import orjson
 import redis.asyncio as aioredis
 
+from models.evaluate import evaluate, logged_decisions
 from models.fromlog import catalog_resolver, read_log, rows_from_log, train_from_rows
 from service.catalog.loader import parse_catalog
 from service.scoring.bundle import load_bundle
@@ -20,10 +22,11 @@ from service.settings import DEFAULT_CATALOG, REPO_DIR
 from tests.helpers import fan_profile, store_profile
 
 CATEGORIES = ["running", "hiking", "cycling", "yoga", "camping"]
+DEMO = orjson.loads(DEFAULT_CATALOG.read_bytes())
 
 
 def exploring_catalog(tmp_path: Path) -> Path:
-    doc = orjson.loads(DEFAULT_CATALOG.read_bytes())
+    doc = orjson.loads(orjson.dumps(DEMO))
     for p in doc["placements"]:
         p["explore_share"], p["holdout_share"] = 0.5, 0.0
     path = tmp_path / "catalog.json"
@@ -31,32 +34,30 @@ def exploring_catalog(tmp_path: Path) -> Path:
     return path
 
 
-async def test_train_from_logged_decisions_and_clicks(
-    app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
-) -> None:
-    catalog_path = exploring_catalog(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path))
-    rng = random.Random(5)
+async def drive_traffic(
+    client: Any, redis_url: str, catalog_path: Path, n: int, seed: int = 5
+) -> tuple[int, int]:
+    """``n`` decisions for fans of five categories; clicks by a known preference."""
+    rng = random.Random(seed)
     fans = {}
     for i in range(150):
         vid = f"trainer-visitor-{i:05d}"
         fans[vid] = CATEGORIES[i % len(CATEGORIES)]
         store_profile(redis_url, vid, fan_profile(fans[vid]))
-    category = {v["id"]: v["category"] for v in orjson.loads(catalog_path.read_bytes())["variants"]}
+    category = {v["id"]: v["category"] for v in DEMO["variants"]}
     events: list[dict[str, Any]] = []
-    decisions = clicks = 0
-    for n in range(1500):
+    clicks = 0
+    for n_ in range(n):
         vid = rng.choice(list(fans))
         body = {"placements": ["home-hero"], "visitor_id": vid}
         d = (await (await client.post("/v1/decide", json=body)).json())["decisions"]["home-hero"]
-        decisions += 1
         liked = category[d["variant_id"]] == fans[vid]
         if rng.random() < (0.6 if liked else 0.03):
             clicks += 1
             events.append(
                 {
                     "type": "click",
-                    "event_id": f"train-click-{n:06d}",
+                    "event_id": f"train-click-{seed}-{n_:06d}",
                     "visitor_id": vid,
                     "decision_id": d["decision_id"],
                     "placement": "home-hero",
@@ -66,6 +67,15 @@ async def test_train_from_logged_decisions_and_clicks(
     for start in range(0, len(events), 100):
         resp = await client.post("/v1/events", json={"events": events[start : start + 100]})
         assert resp.status == 202
+    return n, clicks
+
+
+async def test_train_from_logged_decisions_and_clicks(
+    app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
+) -> None:
+    catalog_path = exploring_catalog(tmp_path)
+    client = await app_client(make_settings(catalog_path=catalog_path))
+    decisions, clicks = await drive_traffic(client, redis_url, catalog_path, 1500)
     r = aioredis.Redis.from_url(redis_url)
     entries = await read_log(r, since=0.0)
     resolve = await catalog_resolver(r, parse_catalog(catalog_path.read_bytes()))
@@ -91,3 +101,38 @@ async def test_train_from_logged_decisions_and_clicks(
     assert cli.returncode == 0, cli.stderr
     assert f"{decisions:,} decisions with {clicks:,} clicks" in cli.stdout
     assert load_bundle(tmp_path / "cli").manifest.training["source"] == "log"
+
+
+async def test_evaluate_ranks_the_candidate_above_random_and_flags_by_margin(
+    app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
+) -> None:
+    catalog_path = exploring_catalog(tmp_path)
+    client = await app_client(make_settings(catalog_path=catalog_path))
+    decisions, _ = await drive_traffic(client, redis_url, catalog_path, 1500, seed=9)
+    r = aioredis.Redis.from_url(redis_url)
+    entries = await read_log(r, since=0.0)
+    resolve = await catalog_resolver(r, parse_catalog(catalog_path.read_bytes()))
+    await r.aclose()
+    train_from_rows(rows_from_log(entries, resolve, 14 * 86400), tmp_path / "candidate")
+    booster = lightgbm.Booster(model_file=str(tmp_path / "candidate" / "model.txt"))
+    logged = logged_decisions(entries, resolve, 14 * 86400)
+    assert len(logged) == decisions
+    report = evaluate(logged, booster.predict)
+    est = {name: e["snips"] for name, e in report.estimates.items()}
+    assert set(est) == {"live", "candidate", "popularity", "random"}
+    assert est["candidate"].value > est["random"].high  # it learned the preference
+    assert est["candidate"].value > est["live"].value  # the live model never saw it
+    assert not report.flagged and report.candidate_auc > 0.7
+    assert evaluate(logged, lambda x: -booster.predict(x)).flagged  # the worst choice each time
+    env = {**os.environ, "PERSONA_REDIS_URL": redis_url, "PERSONA_CATALOG": str(catalog_path)}
+    cli = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service", "evaluate", "--model", str(tmp_path / "candidate")],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=env,
+        timeout=300,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "candidate" in cli.stdout and "SNIPS" in cli.stdout
