@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from service.admin import models as model_registry
 from service.admin import propagate
 from service.admin import routes as admin_routes
 from service.admin.auth import TOKENS
@@ -157,6 +158,17 @@ def create_app(
             ),
             asyncio.create_task(
                 propagate.follow(client, engine, metrics, settings.config_poll_ms / 1000, stop)
+            ),
+            asyncio.create_task(
+                model_registry.follow(
+                    client,
+                    engine,
+                    metrics,
+                    settings.effective_cache_dir / "bundles",
+                    settings.effective_cache_dir,
+                    settings.config_poll_ms / 1000,
+                    stop,
+                )
             ),
         ]
         yield

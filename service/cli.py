@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--consumer", default="exporter", help="consumer name in the group")
     _add_setting_options(exp)
     _add_setting_options(admin_cli.add_parser(sub))
+    _add_setting_options(admin_cli.add_model_parser(sub))
     tr = sub.add_parser(
         "train",
         help="train a model bundle from the logged decisions and clicks",
@@ -345,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(settings, args.out, args.days, args.attribution_s)
     if args.command == "evaluate":
         return _evaluate(settings, args)
+    if args.command == "model":
+        return admin_cli.run_model(settings.redis_url, args)
     if args.command == "admin-token":
         return admin_cli.run(settings.redis_url, args)
     return _serve(settings)

@@ -47,7 +47,7 @@ async def test_every_admin_route_checks_the_token_and_its_scope(
     assert len(routes) >= 18
     none_scoped = await token(redis_url, "nobody", ["privacy"])
     for method, path in routes:
-        url = path.replace("{name}", "home-hero").replace("{n}", "1")
+        url = path.replace("{name}", "home-hero").replace("{n}", "1").replace("{version}", "m1")
         resp = await client.request(method, url)
         assert resp.status == 401, (method, path)
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")

@@ -63,3 +63,51 @@ def run(redis_url: str | None, args: argparse.Namespace) -> int:
             await client.aclose()
 
     return asyncio.run(act())
+
+
+def add_model_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Register ``model`` and its actions."""
+    mod = sub.add_parser(
+        "model",
+        help="register a model bundle in the registry (then activate it in the admin API)",
+        description="Verify a bundle folder (manifest, hash, feature schema) and store it in "
+        "the Redis registry. Needs PERSONA_REDIS_URL.",
+    )
+    actions = mod.add_subparsers(dest="action", required=True)
+    reg = actions.add_parser("register", help="store a verified bundle under its version")
+    reg.add_argument("--dir", required=True, help="the bundle folder (model.txt, manifest.json)")
+    reg.add_argument("--by", default="cli", help="who registers it (shown in the list)")
+    return mod
+
+
+def run_model(redis_url: str | None, args: argparse.Namespace) -> int:
+    """Carry out one ``model`` action."""
+    from pathlib import Path
+
+    from service.admin.models import ModelError, ModelRegistry
+    from service.scoring.bundle import BundleError, load_bundle
+
+    if redis_url is None:
+        print("persona: model needs PERSONA_REDIS_URL", file=sys.stderr)
+        return 2
+    try:
+        bundle = load_bundle(Path(args.dir))
+    except BundleError as exc:
+        print(f"persona: {exc}", file=sys.stderr)
+        return 2
+
+    async def act() -> int:
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=30)
+        try:
+            await ModelRegistry(client).register(bundle, args.by)
+        except ModelError as exc:
+            print(f"persona: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await client.aclose()
+        print(f"registered model {bundle.manifest.version}")
+        return 0
+
+    return asyncio.run(act())

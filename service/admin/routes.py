@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -27,6 +28,7 @@ from service.admin.config import (
     changes,
     validate,
 )
+from service.admin.models import ModelError, ModelRegistry
 from service.admin.preview import PREVIEW_DECODER, preview
 from service.admin.stats import variant_counts
 from service.errors import ApiError
@@ -316,6 +318,42 @@ async def get_stats(request: web.Request) -> web.Response:
     return _json(200, {"days": days, "since": since, "placements": counts})
 
 
+def _models_root(request: web.Request) -> Path:
+    return request.app[SETTINGS].effective_cache_dir / "bundles"
+
+
+@require("models")
+async def list_models(request: web.Request) -> web.Response:
+    """Registered models, newest first, and which is active."""
+    registry = ModelRegistry(request.app[REDIS])
+    return _json(200, {"active": await registry.active(), "models": await registry.list()})
+
+
+@require("models")
+async def activate_model(request: web.Request) -> web.Response:
+    """Make a registered model active in every process (refused on a schema mismatch)."""
+    try:
+        bundle = await ModelRegistry(request.app[REDIS]).activate(
+            request.match_info["version"], _models_root(request)
+        )
+    except ModelError as exc:
+        status = 404 if "no model" in str(exc) else 422
+        raise ApiError(
+            status, "not_found" if status == 404 else "invalid_model", str(exc)
+        ) from None
+    return _json(200, {"active": bundle.manifest.version})
+
+
+@require("models")
+async def rollback_model(request: web.Request) -> web.Response:
+    """Re-activate the model that was active before the current one."""
+    try:
+        bundle = await ModelRegistry(request.app[REDIS]).rollback(_models_root(request))
+    except ModelError as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    return _json(200, {"active": bundle.manifest.version})
+
+
 @require(None)
 async def whoami(request: web.Request) -> web.Response:
     """The calling token's name and scopes."""
@@ -342,3 +380,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/admin/publish", publish)
     r.add_post("/v1/admin/preview", post_preview)
     r.add_get("/v1/admin/stats", get_stats)
+    r.add_get("/v1/admin/models", list_models)
+    r.add_post("/v1/admin/models/{version}/activate", activate_model)
+    r.add_post("/v1/admin/models/rollback", rollback_model)

@@ -1,0 +1,173 @@
+"""The model registry: bundles stored in Redis, one active, every process follows.
+
+Bundles live in Redis (manifest and ``model.txt``, about 1 MB for 250 trees)
+rather than in a directory: every host sharing the Redis sees the same
+registry without a shared file system, and activation is one key. Each process
+materializes the active bundle under its cache directory, verifies it like any
+bundle (schema, hash), serves it at once with LightGBM's own predictor, and
+swaps in the compiled predictor when lleaves has built it, so a switch takes
+about a second and never fails a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service.decide.engine import DecisionEngine, LoadedModel
+from service.features.schema import schema_hash
+from service.metrics import Metrics
+from service.scoring.bundle import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    Bundle,
+    BundleError,
+    load_bundle,
+)
+from service.scoring.predictor import BoosterPredictor, load_predictor
+
+BUNDLES_KEY = "persona:models:bundles"
+TEXT_KEY = "persona:models:text:%s"
+ACTIVE_KEY = "persona:models:active"
+HISTORY_KEY = "persona:models:activations"
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """A registry operation cannot be done (unknown version, bad bundle, nothing to roll back)."""
+
+
+class ModelRegistry:
+    """Register, list, activate and roll back model bundles."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def register(self, bundle: Bundle, by: str) -> None:
+        """Store a verified bundle under its manifest's version."""
+        version = bundle.manifest.version
+        if await self.client.hexists(BUNDLES_KEY, version):
+            raise ModelError(f"a model {version!r} is registered already")
+        record = {"manifest": bundle.manifest.to_json(), "registered": time.time(), "by": by}
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(TEXT_KEY % version, bundle.model_file.read_bytes())
+            pipe.hset(BUNDLES_KEY, version, orjson.dumps(record))
+            await pipe.execute()
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every registered model (manifest without the feature list), newest first."""
+        raw: dict[Any, Any] = await self.client.hgetall(BUNDLES_KEY)
+        active = await self.active()
+        out = []
+        for value in raw.values():
+            r = orjson.loads(value)
+            m = r["manifest"]
+            out.append(
+                {
+                    "version": m["version"],
+                    "created_at": m["created_at"],
+                    "registered": r["registered"],
+                    "by": r["by"],
+                    "schema_hash": m["schema_hash"],
+                    "num_trees": m["num_trees"],
+                    "metrics": m["metrics"],
+                    "active": m["version"] == active,
+                }
+            )
+        return sorted(out, key=lambda m: -float(m["registered"]))
+
+    async def active(self) -> str | None:
+        """The active version, or ``None`` (the service's bundled model serves)."""
+        raw = await self.client.get(ACTIVE_KEY)
+        return None if raw is None else (raw.decode() if isinstance(raw, bytes) else str(raw))
+
+    async def materialize(self, version: str, root: Path) -> Bundle:
+        """Write ``version`` under ``root`` and load it as a verified bundle."""
+        raw = await self.client.hget(BUNDLES_KEY, version)
+        text = await self.client.get(TEXT_KEY % version)
+        if raw is None or text is None:
+            raise ModelError(f"no model {version!r} is registered")
+        folder = root / version
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / MODEL_FILE).write_bytes(text if isinstance(text, bytes) else text.encode())
+        manifest = orjson.loads(raw)["manifest"]
+        (folder / MANIFEST_FILE).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        try:
+            return load_bundle(folder)
+        except BundleError as exc:
+            raise ModelError(str(exc)) from None
+
+    async def activate(self, version: str, root: Path) -> Bundle:
+        """Check ``version`` loads against this service's schema, then make it active."""
+        bundle = await self.materialize(version, root)
+        if bundle.manifest.schema_hash != schema_hash():
+            raise ModelError(f"model {version!r} was trained on another feature schema")
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(ACTIVE_KEY, version)
+            pipe.rpush(HISTORY_KEY, version)
+            await pipe.execute()
+        return bundle
+
+    async def rollback(self, root: Path) -> Bundle:
+        """Re-activate the model active before the current one."""
+        raw: list[Any] = await self.client.lrange(HISTORY_KEY, 0, -1)
+        history = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
+        current = await self.active()
+        earlier = [v for v in history if v != current]
+        if not earlier:
+            raise ModelError("nothing to roll back to: no other model was active before")
+        return await self.activate(earlier[-1], root)
+
+
+async def follow(
+    client: aioredis.Redis,
+    engine: DecisionEngine,
+    metrics: Metrics,
+    root: Path,
+    cache_dir: Path,
+    interval_s: float,
+    stop: asyncio.Event,
+) -> None:
+    """Serve each newly activated model until ``stop`` is set; keep the current on errors."""
+    registry = ModelRegistry(client)
+    current: str | None = None
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        try:
+            version = await registry.active()
+            if version is not None and version != current:
+                bundle = await registry.materialize(version, root)
+                booster = await loop.run_in_executor(None, BoosterPredictor, bundle.model_file)
+                _swap(engine, metrics, LoadedModel(booster, bundle.manifest))
+                current = version
+                log.info("model %s is active (compiling the fast path)", version)
+                compiled = await loop.run_in_executor(None, load_predictor, bundle, cache_dir)
+                if current == version:
+                    _swap(engine, metrics, LoadedModel(compiled, bundle.manifest))
+        except (RedisError, OSError) as exc:
+            log.debug("cannot read the active model, keeping the current one: %s", exc)
+        except ModelError as exc:
+            log.error("active model refused, keeping the current one: %s", exc)
+            current = version
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+
+
+def _swap(engine: DecisionEngine, metrics: Metrics, model: LoadedModel) -> None:
+    previous = engine.model
+    engine.model = model  # one assignment: a decision uses the old model or the new one
+    if previous is not None:
+        metrics.model_info.labels(
+            previous.manifest.version, previous.predictor.kind, schema_hash()
+        ).set(0)
+    metrics.model_info.labels(model.manifest.version, model.predictor.kind, schema_hash()).set(1)
+    metrics.model_loaded.set(1)
