@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from service.admin.tokens import TokenStore
@@ -104,3 +105,100 @@ async def test_activate_and_roll_back_under_load_without_a_failed_request(
     }
     unknown = await client.post("/v1/admin/models/nope/activate", headers=auth)
     assert unknown.status == 404
+
+
+def tiny_bundle(tmp_path: Path, version: str) -> Path:
+    """A small model of the service's schema that scores differently from the default."""
+    import lightgbm
+    import numpy as np
+
+    from service.features.schema import FEATURE_NAMES, schema_hash
+    from service.scoring.bundle import Manifest, file_sha256, write_manifest
+
+    rng = np.random.default_rng(3)
+    x = rng.random((2000, len(FEATURE_NAMES)))
+    y = (x[:, 0] + rng.random(2000) > 1.0).astype(float)
+    booster = lightgbm.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 20},
+        lightgbm.Dataset(x, label=y, feature_name=list(FEATURE_NAMES)),
+        num_boost_round=5,
+    )
+    folder = tmp_path / version
+    folder.mkdir()
+    booster.save_model(str(folder / "model.txt"))
+    write_manifest(
+        folder,
+        Manifest(
+            version=version,
+            feature_names=FEATURE_NAMES,
+            schema_hash=schema_hash(),
+            model_sha256=file_sha256(folder / "model.txt"),
+            objective="binary",
+            num_trees=5,
+            metrics={},
+            training={"source": "test"},
+            created_at="2026-12-01T00:00:00Z",
+        ),
+    )
+    return folder
+
+
+async def test_a_shadow_model_is_scored_and_logged_but_never_shown(
+    app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
+) -> None:
+    import lightgbm
+
+    from tests.helpers import catalog_without_randomness, fan_profile, store_profile
+    from tests.test_decision_log import logged_decisions
+
+    folder = tiny_bundle(tmp_path, "tiny-shadow")
+    assert (await asyncio.to_thread(register, redis_url, folder)).returncode == 0
+    catalog_path = catalog_without_randomness(tmp_path)
+    client = await app_client(make_settings(config_poll_ms=20, catalog_path=catalog_path))
+    r = aioredis.Redis.from_url(redis_url)
+    token = await TokenStore(r).create("ml", ["models"])
+    await r.aclose()
+    auth = {"Authorization": f"Bearer {token}"}
+    vid = "shadowed-visitor-01"
+    store_profile(redis_url, vid, fan_profile("yoga"))
+    body = {"placements": ["home-hero"], "visitor_id": vid, "include_scores": True}
+    assert (await client.post("/v1/admin/models/tiny-shadow/shadow", headers=auth)).status == 200
+    for _ in range(300):
+        served = (await (await client.post("/v1/decide", json=body)).json())["decisions"]
+        await asyncio.sleep(0.01)
+        shadowed = [e for e in logged_decisions(redis_url) if e.get("shadow")]
+        if shadowed:
+            break
+    e = shadowed[-1]
+    assert e["shadow"]["model_version"] == "tiny-shadow"
+    assert e["model_version"] != "tiny-shadow" and e["policy"] == "model"
+    live = dict(zip(e["candidates"], e["scores"], strict=True))
+    assert max(live, key=live.__getitem__) == e["variant_id"]  # the live model chose
+    # the shadow scores are the tiny model's scores of the very rows served
+    from service.catalog.loader import parse_catalog
+    from service.decide.record import context_of
+    from service.features.builder import rows_for_view, visitor_view
+
+    placement = parse_catalog(catalog_path.read_bytes()).placements["home-hero"]
+    rows = rows_for_view(
+        visitor_view(e["profile"], e["timestamp"], 14 * 86400),
+        context_of(e),
+        placement,
+        e["timestamp"],
+    )
+    tiny = lightgbm.Booster(model_file=str(folder / "model.txt")).predict(rows)
+    ids = [v.id for v in placement.variants]
+    expected = [float(tiny[ids.index(c)]) for c in e["candidates"]]
+    assert e["shadow"]["scores"] == pytest.approx(expected, abs=1e-9)
+    assert e["shadow"]["scores"] != e["scores"]
+    assert "shadow" not in served["home-hero"]  # never in the answer
+    listed = await (await client.get("/v1/admin/models", headers=auth)).json()
+    assert listed["shadow"] == "tiny-shadow"
+    assert (await client.delete("/v1/admin/models/shadow", headers=auth)).status == 200
+    await asyncio.sleep(0.2)
+    count = len(logged_decisions(redis_url))
+    await client.post("/v1/decide", json=body)
+    await asyncio.sleep(0.1)
+    assert logged_decisions(redis_url)[-1:] and all(
+        e.get("shadow") is None for e in logged_decisions(redis_url)[count:]
+    )

@@ -38,6 +38,7 @@ BUNDLES_KEY = "persona:models:bundles"
 TEXT_KEY = "persona:models:text:%s"
 ACTIVE_KEY = "persona:models:active"
 HISTORY_KEY = "persona:models:activations"
+SHADOW_KEY = "persona:models:shadow"
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,22 @@ class ModelRegistry:
             await pipe.execute()
         return bundle
 
+    async def shadow(self) -> str | None:
+        """The version scored in shadow, or ``None``."""
+        raw = await self.client.get(SHADOW_KEY)
+        return None if raw is None else (raw.decode() if isinstance(raw, bytes) else str(raw))
+
+    async def set_shadow(self, version: str | None, root: Path) -> Bundle | None:
+        """Score ``version`` in shadow on live traffic (logged, never shown); ``None`` stops."""
+        if version is None:
+            await self.client.delete(SHADOW_KEY)
+            return None
+        bundle = await self.materialize(version, root)
+        if bundle.manifest.schema_hash != schema_hash():
+            raise ModelError(f"model {version!r} was trained on another feature schema")
+        await self.client.set(SHADOW_KEY, version)
+        return bundle
+
     async def rollback(self, root: Path) -> Bundle:
         """Re-activate the model active before the current one."""
         raw: list[Any] = await self.client.lrange(HISTORY_KEY, 0, -1)
@@ -140,6 +157,7 @@ async def follow(
     """Serve each newly activated model until ``stop`` is set; keep the current on errors."""
     registry = ModelRegistry(client)
     current: str | None = None
+    shadow_current: str | None = None
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         try:
@@ -158,6 +176,17 @@ async def follow(
         except ModelError as exc:
             log.error("active model refused, keeping the current one: %s", exc)
             current = version
+        try:
+            wanted = await registry.shadow()
+            if wanted is None:
+                engine.shadow, shadow_current = None, None
+            elif wanted != shadow_current:
+                bundle = await registry.materialize(wanted, root)
+                predictor = await loop.run_in_executor(None, load_predictor, bundle, cache_dir)
+                engine.shadow, shadow_current = LoadedModel(predictor, bundle.manifest), wanted
+                log.info("model %s is scored in shadow", wanted)
+        except (RedisError, OSError, ModelError) as exc:
+            log.debug("shadow model unchanged: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
 

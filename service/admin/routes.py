@@ -326,7 +326,14 @@ def _models_root(request: web.Request) -> Path:
 async def list_models(request: web.Request) -> web.Response:
     """Registered models, newest first, and which is active."""
     registry = ModelRegistry(request.app[REDIS])
-    return _json(200, {"active": await registry.active(), "models": await registry.list()})
+    return _json(
+        200,
+        {
+            "active": await registry.active(),
+            "shadow": await registry.shadow(),
+            "models": await registry.list(),
+        },
+    )
 
 
 @require("models")
@@ -342,6 +349,28 @@ async def activate_model(request: web.Request) -> web.Response:
             status, "not_found" if status == 404 else "invalid_model", str(exc)
         ) from None
     return _json(200, {"active": bundle.manifest.version})
+
+
+@require("models")
+async def shadow_model(request: web.Request) -> web.Response:
+    """Score a registered model in shadow on live traffic: logged with each decision, not shown."""
+    try:
+        await ModelRegistry(request.app[REDIS]).set_shadow(
+            request.match_info["version"], _models_root(request)
+        )
+    except ModelError as exc:
+        status = 404 if "no model" in str(exc) else 422
+        raise ApiError(
+            status, "not_found" if status == 404 else "invalid_model", str(exc)
+        ) from None
+    return _json(200, {"shadow": request.match_info["version"]})
+
+
+@require("models")
+async def stop_shadow(request: web.Request) -> web.Response:
+    """Stop scoring in shadow."""
+    await ModelRegistry(request.app[REDIS]).set_shadow(None, _models_root(request))
+    return _json(200, {"shadow": None})
 
 
 @require("models")
@@ -383,3 +412,5 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/admin/models", list_models)
     r.add_post("/v1/admin/models/{version}/activate", activate_model)
     r.add_post("/v1/admin/models/rollback", rollback_model)
+    r.add_post("/v1/admin/models/{version}/shadow", shadow_model)
+    r.add_delete("/v1/admin/models/shadow", stop_shadow)

@@ -7,6 +7,7 @@ reason; nothing here raises to the caller.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -72,6 +73,7 @@ class DecisionEngine:
         self.rng = rng or random.Random()
         self.catalog: Catalog | None = None
         self.recorder: DecisionRecorder | None = None
+        self.shadow: LoadedModel | None = None
         self.model: LoadedModel | None = None
 
     def new_decision_id(self, now: float) -> str:
@@ -158,9 +160,11 @@ class DecisionEngine:
             features_s += t1 - t0
             score_s += t2 - t1
             keep, capped = eligible(placement, view.var, self._facts(view, req), now)
-            decisions.append(
-                self._scored(placement, scores, keep, capped, req.include_scores, now, model)
-            )
+            decision = self._scored(placement, scores, keep, capped, req.include_scores, now, model)
+            shadow = self.shadow
+            if shadow is not None and self.recorder is not None and req.identity.visitor_id:
+                decision = self._with_shadow(decision, shadow, rows, keep)
+            decisions.append(decision)
         vid = req.identity.visitor_id
         if self.recorder is not None and vid is not None and catalog is not None:
             self.recorder.record(
@@ -222,6 +226,19 @@ class DecisionEngine:
                 (placement.variants[k].id, float(values[j])) for j, k in enumerate(keep)
             ),
         )
+
+    @staticmethod
+    def _with_shadow(
+        decision: Decision, shadow: LoadedModel, rows: Any, keep: list[int]
+    ) -> Decision:
+        """The decision with the shadow model's scores of its candidates (logged, not used)."""
+        try:
+            values = np.asarray(shadow.predictor.predict(rows), dtype=np.float64)
+        except Exception:
+            log.exception("shadow model %s failed", shadow.manifest.version)
+            return decision
+        scores = tuple(float(values[k]) for k in keep)
+        return dataclasses.replace(decision, shadow=(shadow.manifest.version, scores))
 
     @staticmethod
     def _facts(view: VisitorView, req: DecideRequest) -> Callable[[], Facts]:

@@ -63,6 +63,9 @@ def entry(
             "dow": ctx.dow,
         },
         "profile": profile,
+        "shadow": None
+        if decision.shadow is None
+        else {"model_version": decision.shadow[0], "scores": list(decision.shadow[1])},
     }
 
 

@@ -37,6 +37,8 @@ class Decision:
     more: tuple[tuple[str, dict[str, Any]], ...] = ()
     # every eligible candidate and its score, in catalog order (logged, not returned)
     candidates: tuple[tuple[str, float], ...] = ()
+    # a shadow model's version and scores of the same candidates (logged, not returned)
+    shadow: tuple[str, tuple[float, ...]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The decision as the API returns it."""
