@@ -33,7 +33,16 @@ from service.http import events as events_http
 from service.http.middleware import edge
 from service.identity.cookies import CookieSigner
 from service.identity.customer import CustomerKeys
-from service.keys import CUSTOMER_KEYS, ENGINE, EVENT_WRITER, METRICS, REDIS, SETTINGS, SIGNER
+from service.keys import (
+    ADMIN_REDIS,
+    CUSTOMER_KEYS,
+    ENGINE,
+    EVENT_WRITER,
+    METRICS,
+    REDIS,
+    SETTINGS,
+    SIGNER,
+)
 from service.metrics import Metrics
 from service.scoring.bundle import BundleError, load_bundle
 from service.scoring.predictor import load_predictor
@@ -43,6 +52,7 @@ from service.store.profiles import Fetcher, PipelinedFetcher, ProfileStore, Redi
 from service.store.resp import PipelinedConnection
 
 log = logging.getLogger(__name__)
+ADMIN_TIMEOUT_S = 5.0
 
 
 def redis_client(settings: Settings, timeout_s: float | None = None) -> aioredis.Redis:
@@ -150,18 +160,22 @@ def create_app(
             engine.recorder = DecisionRecorder(
                 events_conn, metrics, settings.log_maxlen, settings.events_timeout_ms / 1000
             )
-        app[TOKENS] = TokenStore(client)
+        admin_client = redis_client(settings, timeout_s=ADMIN_TIMEOUT_S)
+        app[ADMIN_REDIS] = admin_client
+        app[TOKENS] = TokenStore(admin_client)
         stop = asyncio.Event()
         background = [
             asyncio.create_task(
                 log_monitor.run(events_client, metrics, settings.log_metrics_interval_s, stop)
             ),
             asyncio.create_task(
-                propagate.follow(client, engine, metrics, settings.config_poll_ms / 1000, stop)
+                propagate.follow(
+                    admin_client, engine, metrics, settings.config_poll_ms / 1000, stop
+                )
             ),
             asyncio.create_task(
                 model_registry.follow(
-                    client,
+                    admin_client,
                     engine,
                     metrics,
                     settings.effective_cache_dir / "bundles",
@@ -181,6 +195,7 @@ def create_app(
         await client.aclose()
         await events_client.aclose()
         await events_conn.aclose()
+        await admin_client.aclose()
 
     app.cleanup_ctx.append(resources)
     app.router.add_post("/v1/decide", decide.post_decide)

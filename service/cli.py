@@ -91,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--days", type=float, default=7.0, help="window of the log to read")
     tr.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
     _add_setting_options(tr)
+    sim = sub.add_parser(
+        "simulate",
+        help="drive a running service with simulated visitors and report CTRs",
+        description="Simulated visitors with latent tastes view pages, get decisions from "
+        "--url, and click by their true click probability; prints the live CTR by policy "
+        "next to the oracle's and random's.",
+    )
+    sim.add_argument("--url", default="http://127.0.0.1:8080", help="the service")
+    sim.add_argument("--visitors", type=int, default=2000)
+    sim.add_argument("--decisions", type=int, default=10000)
+    sim.add_argument("--rate", type=float, default=200.0, help="decisions per second")
+    sim.add_argument("--seed", type=int, default=1)
     ev = sub.add_parser(
         "evaluate",
         help="estimate a candidate model's click rate from the log (IPS, SNIPS)",
@@ -194,6 +206,20 @@ def _log_window(
             await client.aclose()
 
     return asyncio.run(load())
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import orjson
+
+    from models.live import simulate
+
+    summary = asyncio.run(
+        simulate(args.url, args.visitors, args.decisions, args.rate, args.seed, progress=True)
+    )
+    print(orjson.dumps(summary.report(), option=orjson.OPT_INDENT_2).decode())
+    return 0 if summary.errors == 0 else 1
 
 
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
@@ -344,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _export(settings, args.out, args.group, args.consumer)
     if args.command == "train":
         return _train(settings, args.out, args.days, args.attribution_s)
+    if args.command == "simulate":
+        return _simulate(args)
     if args.command == "evaluate":
         return _evaluate(settings, args)
     if args.command == "model":

@@ -17,5 +17,7 @@ METRICS = web.AppKey("metrics", Metrics)
 SIGNER = web.AppKey("signer", CookieSigner)
 ENGINE = web.AppKey("engine", DecisionEngine)
 REDIS = web.AppKey("redis", aioredis.Redis)
+# admin work (tokens, configuration, registry, stats): generous timeouts, off the hot path
+ADMIN_REDIS = web.AppKey("admin_redis", aioredis.Redis)
 EVENT_WRITER = web.AppKey("event_writer", EventWriter)
 CUSTOMER_KEYS = web.AppKey("customer_keys", CustomerKeys)

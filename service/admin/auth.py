@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from service.admin.tokens import Principal, TokenStore
 from service.errors import ApiError
@@ -33,7 +34,12 @@ def require(scope: str | None) -> Callable[[Handler], Handler]:
                     "(create one with `persona admin-token create`)",
                     _CHALLENGE,
                 )
-            principal = await request.app[TOKENS].verify(header[7:].strip())
+            try:
+                principal = await request.app[TOKENS].verify(header[7:].strip())
+            except (RedisError, OSError):
+                raise ApiError(
+                    503, "unavailable", "Redis did not answer; retry", {"Retry-After": "1"}
+                ) from None
             if principal is None:
                 raise ApiError(401, "unauthorized", "the token is unknown or revoked", _CHALLENGE)
             if scope is not None and not principal.can(scope):
@@ -44,7 +50,16 @@ def require(scope: str | None) -> Callable[[Handler], Handler]:
                     f"(it has: {', '.join(sorted(principal.scopes))})",
                 )
             request[PRINCIPAL] = principal
-            return await handler(request)
+            try:
+                return await handler(request)
+            except (RedisError, OSError) as exc:
+                raise ApiError(
+                    503,
+                    "unavailable",
+                    f"Redis did not answer ({type(exc).__name__}); reload to see whether "
+                    "the change was applied, then retry",
+                    {"Retry-After": "1"},
+                ) from None
 
         guarded.required_scope = scope  # type: ignore[attr-defined]
         return guarded

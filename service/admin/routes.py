@@ -34,7 +34,7 @@ from service.admin.stats import variant_counts
 from service.errors import ApiError
 from service.features.profile import decode_profile, profile_key
 from service.http.decide import context_from
-from service.keys import ENGINE, REDIS, SETTINGS
+from service.keys import ADMIN_REDIS, ENGINE, SETTINGS
 
 SECTIONS = {"placements": "name", "variants": "id"}
 
@@ -44,7 +44,7 @@ def _json(status: int, body: Any) -> web.Response:
 
 
 def _store(request: web.Request) -> ConfigStore:
-    return ConfigStore(request.app[REDIS])
+    return ConfigStore(request.app[ADMIN_REDIS])
 
 
 async def _body(request: web.Request) -> Any:
@@ -255,11 +255,11 @@ async def publish(request: web.Request) -> web.Response:
 
 async def _stored_profile(request: web.Request, visitor_id: str) -> dict[str, Any] | None:
     """The visitor's profile (following a link to a customer profile)."""
-    raw: Any = await request.app[REDIS].get(profile_key(visitor_id))
+    raw: Any = await request.app[ADMIN_REDIS].get(profile_key(visitor_id))
     profile = decode_profile(raw)
     alias = profile.get("alias") if profile is not None else None
     if isinstance(alias, str):
-        linked: Any = await request.app[REDIS].get(profile_key(alias))
+        linked: Any = await request.app[ADMIN_REDIS].get(profile_key(alias))
         profile = decode_profile(linked)
     return profile
 
@@ -314,7 +314,7 @@ async def get_stats(request: web.Request) -> web.Response:
     if not 1 <= days <= 30:
         raise ApiError(400, "invalid_request", "days must be a whole number from 1 to 30")
     since = time.time() - days * 86400
-    counts = await variant_counts(request.app[REDIS], since)
+    counts = await variant_counts(request.app[ADMIN_REDIS], since)
     return _json(200, {"days": days, "since": since, "placements": counts})
 
 
@@ -325,7 +325,7 @@ def _models_root(request: web.Request) -> Path:
 @require("models")
 async def list_models(request: web.Request) -> web.Response:
     """Registered models, newest first, and which is active."""
-    registry = ModelRegistry(request.app[REDIS])
+    registry = ModelRegistry(request.app[ADMIN_REDIS])
     return _json(
         200,
         {
@@ -340,7 +340,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def activate_model(request: web.Request) -> web.Response:
     """Make a registered model active in every process (refused on a schema mismatch)."""
     try:
-        bundle = await ModelRegistry(request.app[REDIS]).activate(
+        bundle = await ModelRegistry(request.app[ADMIN_REDIS]).activate(
             request.match_info["version"], _models_root(request)
         )
     except ModelError as exc:
@@ -355,7 +355,7 @@ async def activate_model(request: web.Request) -> web.Response:
 async def shadow_model(request: web.Request) -> web.Response:
     """Score a registered model in shadow on live traffic: logged with each decision, not shown."""
     try:
-        await ModelRegistry(request.app[REDIS]).set_shadow(
+        await ModelRegistry(request.app[ADMIN_REDIS]).set_shadow(
             request.match_info["version"], _models_root(request)
         )
     except ModelError as exc:
@@ -369,7 +369,7 @@ async def shadow_model(request: web.Request) -> web.Response:
 @require("models")
 async def stop_shadow(request: web.Request) -> web.Response:
     """Stop scoring in shadow."""
-    await ModelRegistry(request.app[REDIS]).set_shadow(None, _models_root(request))
+    await ModelRegistry(request.app[ADMIN_REDIS]).set_shadow(None, _models_root(request))
     return _json(200, {"shadow": None})
 
 
@@ -377,7 +377,7 @@ async def stop_shadow(request: web.Request) -> web.Response:
 async def rollback_model(request: web.Request) -> web.Response:
     """Re-activate the model that was active before the current one."""
     try:
-        bundle = await ModelRegistry(request.app[REDIS]).rollback(_models_root(request))
+        bundle = await ModelRegistry(request.app[ADMIN_REDIS]).rollback(_models_root(request))
     except ModelError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     return _json(200, {"active": bundle.manifest.version})
