@@ -47,6 +47,10 @@ class ModelError(ValueError):
     """A registry operation cannot be done (unknown version, bad bundle, nothing to roll back)."""
 
 
+class UnknownModel(ModelError):
+    """No model of that version is registered."""
+
+
 class ModelRegistry:
     """Register, list, activate and roll back model bundles."""
 
@@ -96,7 +100,7 @@ class ModelRegistry:
         raw = await self.client.hget(BUNDLES_KEY, version)
         text = await self.client.get(TEXT_KEY % version)
         if raw is None or text is None:
-            raise ModelError(f"no model {version!r} is registered")
+            raise UnknownModel(f"no model {version!r} is registered")
         folder = root / version
         folder.mkdir(parents=True, exist_ok=True)
         (folder / MODEL_FILE).write_bytes(text if isinstance(text, bytes) else text.encode())

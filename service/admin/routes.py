@@ -28,7 +28,7 @@ from service.admin.config import (
     changes,
     validate,
 )
-from service.admin.models import ModelError, ModelRegistry
+from service.admin.models import ModelError, ModelRegistry, UnknownModel
 from service.admin.preview import PREVIEW_DECODER, preview
 from service.admin.stats import variant_counts
 from service.errors import ApiError
@@ -336,6 +336,12 @@ async def list_models(request: web.Request) -> web.Response:
     )
 
 
+def _model_error(exc: ModelError) -> ApiError:
+    if isinstance(exc, UnknownModel):
+        return ApiError(404, "not_found", str(exc))
+    return ApiError(422, "invalid_model", str(exc))
+
+
 @require("models")
 async def activate_model(request: web.Request) -> web.Response:
     """Make a registered model active in every process (refused on a schema mismatch)."""
@@ -344,10 +350,7 @@ async def activate_model(request: web.Request) -> web.Response:
             request.match_info["version"], _models_root(request)
         )
     except ModelError as exc:
-        status = 404 if "no model" in str(exc) else 422
-        raise ApiError(
-            status, "not_found" if status == 404 else "invalid_model", str(exc)
-        ) from None
+        raise _model_error(exc) from None
     return _json(200, {"active": bundle.manifest.version})
 
 
@@ -359,10 +362,7 @@ async def shadow_model(request: web.Request) -> web.Response:
             request.match_info["version"], _models_root(request)
         )
     except ModelError as exc:
-        status = 404 if "no model" in str(exc) else 422
-        raise ApiError(
-            status, "not_found" if status == 404 else "invalid_model", str(exc)
-        ) from None
+        raise _model_error(exc) from None
     return _json(200, {"shadow": request.match_info["version"]})
 
 
