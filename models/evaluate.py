@@ -55,10 +55,12 @@ def logged_decisions(
     attribution_s: float = 1800.0,
 ) -> list[Logged]:
     """Learnable decisions with every eligible candidate's row and the click outcome."""
-    decisions, clicks = [], {}
+    decisions, clicks, seen = [], {}, set()
     for e in entries:
         if e.get("type") == "decision" and e.get("policy") in LEARNABLE_POLICIES:
-            decisions.append(e)
+            if str(e.get("decision_id")) not in seen:  # a retried write may land twice
+                seen.add(str(e.get("decision_id")))
+                decisions.append(e)
         elif e.get("type") == "click" and e.get("decision_id"):
             clicks[(str(e["decision_id"]), str(e.get("variant_id")))] = float(e["timestamp"])
     out = []

@@ -53,10 +53,14 @@ def rows_from_log(
     """Join decisions with clicks and rebuild the shown variants' feature rows."""
     decisions: list[dict[str, Any]] = []
     clicks: dict[tuple[str, str], float] = {}
+    seen: set[str] = set()
     for e in entries:
         kind = e.get("type")
         if kind == "decision":
-            decisions.append(e)
+            # a write retried after a lost connection may have landed twice
+            if str(e.get("decision_id")) not in seen:
+                seen.add(str(e.get("decision_id")))
+                decisions.append(e)
         elif kind == "click" and e.get("decision_id"):
             key = (str(e["decision_id"]), str(e.get("variant_id")))
             at = float(e.get("timestamp") or 0.0)

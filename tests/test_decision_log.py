@@ -34,7 +34,7 @@ def logged_decisions(url: str) -> list[dict[str, Any]]:
 
 
 async def wait_logged(url: str, n: int) -> list[dict[str, Any]]:
-    for _ in range(200):
+    for _ in range(500):  # a hang guard: the write is not awaited by the request
         found = logged_decisions(url)
         if len(found) >= n:
             return found
@@ -98,3 +98,28 @@ async def test_nothing_is_logged_without_consent_or_when_disabled(
     await wait_logged(redis_url, 1)
     await asyncio.sleep(0.05)
     assert len(logged_decisions(redis_url)) == 1  # only the consenting, enabled call
+
+
+async def test_a_decision_logged_while_redis_is_unreachable_is_retried(tmp_path: Path) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from service.decide.record import DecisionRecorder
+    from service.local_redis import LocalRedis, free_port
+    from service.metrics import Metrics
+    from service.store.resp import PipelinedConnection
+
+    port = free_port()
+    conn = PipelinedConnection(f"redis://127.0.0.1:{port}/0", 0.25)
+    recorder = DecisionRecorder(conn, Metrics(CollectorRegistry()), 1000, 1.0)
+    recorder.record(VID, [{"type": "decision", "decision_id": "d1", "timestamp": 1.0}])
+    await asyncio.sleep(0.02)  # the first attempt finds nothing listening
+    server = LocalRedis(tmp_path / "redis", port=port, appendonly=False)
+    await asyncio.to_thread(server.start)
+    try:
+        await recorder.drain()
+        r = redis.Redis.from_url(server.url)
+        assert r.xlen(log_key(partition(VID))) == 1
+        r.close()
+    finally:
+        await conn.aclose()
+        server.stop()

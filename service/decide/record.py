@@ -23,10 +23,12 @@ from service.events.store import log_key
 from service.features.context import Context
 from service.features.profile import Profile, partition
 from service.metrics import Metrics
-from service.store.errors import StoreError
+from service.store.errors import StoreError, StoreTimeout
 from service.store.resp import PipelinedConnection, encode_command
 
 log = logging.getLogger(__name__)
+RETRIES = 5
+RETRY_DELAY_S = 0.1
 
 
 def entry(
@@ -100,12 +102,18 @@ class DecisionRecorder:
         task.add_done_callback(self._pending.discard)
 
     async def _send(self, commands: list[bytes]) -> None:
-        try:
-            replies = await self.conn.execute_many(commands, self.timeout_s)
-            failed = sum(isinstance(r, StoreError) for r in replies)
-        except StoreError as exc:
-            log.debug("decision log write failed: %s", exc)
-            failed = len(commands)
+        failed = len(commands)
+        for attempt in range(RETRIES + 1):
+            try:
+                replies = await self.conn.execute_many(commands, self.timeout_s)
+                failed = sum(isinstance(r, StoreError) for r in replies)
+                break
+            except StoreTimeout as exc:  # sent: a retry could log the decision twice
+                log.debug("decision log write timed out: %s", exc)
+                break
+            except StoreError as exc:  # not connected (or lost): not on the request path, retry
+                log.debug("decision log write failed (attempt %d): %s", attempt + 1, exc)
+                await asyncio.sleep(RETRY_DELAY_S * (attempt + 1))
         self.metrics.decisions_logged.labels("ok").inc(len(commands) - failed)
         if failed:
             self.metrics.decisions_logged.labels("failed").inc(failed)
