@@ -18,15 +18,13 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 import redis.asyncio as aioredis
 
 from service.admin.config import ConfigError, ConfigStore, validate
 from service.catalog.model import Catalog
 from service.decide.record import context_of
-from service.events.store import log_key
+from service.events.log import entries_since
 from service.features.builder import rows_for_view, visitor_view
-from service.features.profile import PARTITIONS
 from service.features.schema import FEATURE_NAMES, N_FEATURES, schema_hash
 from service.scoring.bundle import MODEL_FILE, Manifest, file_sha256, write_manifest
 
@@ -168,19 +166,9 @@ def train_from_rows(
     return manifest
 
 
-async def read_log(client: aioredis.Redis, since: float, page: int = 5000) -> list[dict[str, Any]]:
+async def read_log(client: aioredis.Redis, since: float) -> list[dict[str, Any]]:
     """Every log entry (decisions and events) since ``since``, from all partitions."""
-    out: list[dict[str, Any]] = []
-    for p in range(PARTITIONS):
-        start = f"{int(since * 1000)}-0"
-        while True:
-            entries: Any = await client.xrange(log_key(p), min=start, max="+", count=page)
-            out += [orjson.loads(fields[b"e"]) for _, fields in entries]
-            if len(entries) < page:
-                break
-            ms, seq = entries[-1][0].decode().split("-")
-            start = f"{ms}-{int(seq) + 1}"
-    return out
+    return [e async for e in entries_since(client, since)]
 
 
 async def catalog_resolver(

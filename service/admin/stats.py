@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 
-from service.events.store import log_key
-from service.features.profile import PARTITIONS
+from service.events.log import entries_since
 
 
 async def variant_counts(
@@ -29,25 +27,15 @@ async def variant_counts(
     )
     shown: dict[str, tuple[str, str]] = {}
     conversions: list[dict[str, Any]] = []
-    for p in range(PARTITIONS):
-        start = f"{int(since * 1000)}-0"
-        while True:
-            entries: Any = await client.xrange(log_key(p), min=start, max="+", count=page)
-            for _, fields in entries:
-                event = orjson.loads(fields[b"e"])
-                kind = event.get("type")
-                if kind in ("impression", "click"):
-                    key = (str(event.get("placement")), str(event.get("variant_id")))
-                    counts[key]["impressions" if kind == "impression" else "clicks"] += 1
-                    if kind == "impression" and event.get("decision_id"):
-                        shown[str(event["decision_id"])] = key
-                elif kind == "conversion" and event.get("decision_id"):
-                    conversions.append(event)
-            if len(entries) < page:
-                break
-            last = entries[-1][0].decode()
-            ms, seq = last.split("-")
-            start = f"{ms}-{int(seq) + 1}"
+    async for event in entries_since(client, since, page):
+        kind = event.get("type")
+        if kind in ("impression", "click"):
+            key = (str(event.get("placement")), str(event.get("variant_id")))
+            counts[key]["impressions" if kind == "impression" else "clicks"] += 1
+            if kind == "impression" and event.get("decision_id"):
+                shown[str(event["decision_id"])] = key
+        elif kind == "conversion" and event.get("decision_id"):
+            conversions.append(event)
     for event in conversions:
         attributed = shown.get(str(event["decision_id"]))
         if attributed is not None:

@@ -9,6 +9,7 @@ is, by keying its output on stream ids.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,3 +126,25 @@ class LogReader:
                     lag += int(g.get("lag") or 0)
                     pending += int(g.get("pending") or 0)
         return {"lag": lag, "pending": pending}
+
+
+async def entries_since(
+    client: aioredis.Redis, since: float, page: int = 5000
+) -> AsyncIterator[dict[str, Any]]:
+    """Every logged entry (events and decisions) appended since ``since``, partition by partition.
+
+    Stream ids are millisecond timestamps, so each partition's scan starts at
+    the right entry; pages of ``page`` entries bound the memory per call.
+    Reporting and training read this way; consumers that must not miss or
+    repeat use :class:`LogReader`.
+    """
+    for p in range(PARTITIONS):
+        start = f"{int(since * 1000)}-0"
+        while True:
+            raw: Any = await client.xrange(log_key(p), min=start, max="+", count=page)
+            for _, fields in raw:
+                yield orjson.loads(fields[b"e"])
+            if len(raw) < page:
+                break
+            ms, seq = raw[-1][0].decode().split("-")
+            start = f"{ms}-{int(seq) + 1}"
