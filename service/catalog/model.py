@@ -56,6 +56,15 @@ class Placement:
     static_features: npt.NDArray[np.float64] = field(
         default_factory=lambda: np.zeros((0, len(VARIANT_FEATURES)))
     )
+    filtered: bool = field(init=False)
+    """Whether any variant can be excluded; computed once, so that a request for a
+    slot without caps, rules, schedules or paused variants skips eligibility."""
+
+    def __post_init__(self) -> None:
+        filtered = self.frequency_cap is not None or any(
+            v.paused or v.conditional or v.frequency_cap is not None for v in self.variants
+        )
+        object.__setattr__(self, "filtered", filtered)
 
     @property
     def paused(self) -> bool:

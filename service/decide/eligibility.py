@@ -58,6 +58,8 @@ def eligible(
     now: float = 0.0,
 ) -> tuple[list[int], list[tuple[str, str]]]:
     """Indices of the variants still eligible, and (id, reason) of those excluded."""
+    if not placement.filtered:
+        return list(range(len(placement.variants))), []
     keep: list[int] = []
     out: list[tuple[str, str]] = []
     default_id = placement.default_variant.id
