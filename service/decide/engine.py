@@ -119,6 +119,7 @@ class DecisionEngine:
         if reason is None and model is None:
             reason = "no_model"
         view: VisitorView | None = None
+        facts: Callable[[], Facts] = dict
         features_s = score_s = 0.0
         decisions: list[Decision] = []
         for name in req.placements:
@@ -146,6 +147,7 @@ class DecisionEngine:
             t0 = perf_counter()
             if view is None:
                 view = visitor_view(profile, now, self.config.half_life_s)
+                facts = self._facts(view, req)  # shared by the request's slots
             rows = rows_for_view(view, req.context, placement, now)
             t1 = perf_counter()
             try:
@@ -159,7 +161,7 @@ class DecisionEngine:
             t2 = perf_counter()
             features_s += t1 - t0
             score_s += t2 - t1
-            keep, capped = eligible(placement, view.var, self._facts(view, req), now)
+            keep, capped = eligible(placement, view.var, facts, now)
             decision = self._scored(placement, scores, keep, capped, req.include_scores, now, model)
             shadow = self.shadow
             if shadow is not None and self.recorder is not None and req.identity.visitor_id:
