@@ -282,6 +282,13 @@ def render(r: dict[str, Any], previous: str = "") -> str:
         "- Logging each decision for training (issue 5) was A/B-tested the same way "
         "(PERSONA_LOG_DECISIONS true/false, 1,000/s, twice): CPU per request 836/820 µs off, "
         "897/823 µs on — within this VM's noise.",
+        "- The run above (2026-12-01 12:05) is an outlier of this VM: its `redis` stage p50 was "
+        "4 ms while the floor app measured p99 1.2 ms in the same run. Straight after, on one "
+        "Redis with 100,000 profiles, 1,000/s for 20 s each, decision log off/on/off: service "
+        "p50 711/608/677 µs, p99 2,444/2,426/2,480 µs, `redis` stage p50 294/200/271 µs.",
+        "- The decision log costs Redis memory and AOF: about 1.4 KB per decision (its "
+        "profile snapshot), 32 MB of AOF per 23,000 decisions, so AOF rewrites (a fork) come "
+        "sooner; size `PERSONA_LOG_MAXLEN` and the disk for it.",
         "- Next steps measured to matter: vectorize the cross features over a category index "
         "(removes the per-variant Python loop), cache hot profiles client-side with RESP3 "
         "invalidation (removes the round trip), and keep one worker per core.",
