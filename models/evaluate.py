@@ -17,6 +17,7 @@ complete the picture.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ class Logged:
     shown: int
     propensity: float
     reward: float
+    t: float
 
 
 def logged_decisions(
@@ -86,9 +88,23 @@ def logged_decisions(
                 shown=d["candidates"].index(d["variant_id"]),
                 propensity=float(d["propensity"]),
                 reward=1.0 if clicked is not None and 0 <= clicked - now <= attribution_s else 0.0,
+                t=now,
             )
         )
     return out
+
+
+def unseen_by(logged: list[Logged], manifest_training: dict[str, Any]) -> list[Logged]:
+    """The decisions a candidate did not train on (from its validation window on).
+
+    A model scores its own training rows too well; judged on them it would
+    look better than it is. The bundle records where its validation window
+    starts; earlier decisions are left out.
+    """
+    start = manifest_training.get("valid_from_ts")
+    if not isinstance(start, int | float):
+        return logged
+    return [x for x in logged if x.t >= float(start)]
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,20 @@ class Report:
     candidate_logloss: float
     decisions: int
     flagged: bool
+
+    def to_json(self, candidate: str) -> dict[str, Any]:
+        """The report as a JSON-able dict (``persona evaluate --json``)."""
+        return {
+            "candidate": candidate,
+            "decisions": self.decisions,
+            "candidate_auc": round(self.candidate_auc, 6),
+            "candidate_logloss": round(self.candidate_logloss, 6),
+            "flagged": self.flagged,
+            "estimates": {
+                policy: {kind: dataclasses.asdict(e) for kind, e in est.items()}
+                for policy, est in self.estimates.items()
+            },
+        }
 
 
 def evaluate(logged: list[Logged], predict: Predict, margin: float = 0.0) -> Report:

@@ -24,7 +24,7 @@ from service.admin.config import ConfigError, ConfigStore, validate
 from service.catalog.model import Catalog
 from service.decide.record import context_of
 from service.events.log import entries_since
-from service.features.builder import rows_for_view, visitor_view
+from service.features.builder import row_for_view, visitor_view
 from service.features.schema import FEATURE_NAMES, N_FEATURES, schema_hash
 from service.scoring.bundle import MODEL_FILE, Manifest, file_sha256, write_manifest
 
@@ -42,6 +42,73 @@ class LogRows:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
+class RowBuilder:
+    """Builds training rows from log entries as they stream by (any order).
+
+    A decision's row depends only on its own entry, so it is built when the
+    entry is read and only the row (not the entry) is kept: a million logged
+    decisions fit in a few hundred megabytes. Clicks are joined at the end.
+    """
+
+    def __init__(
+        self,
+        catalog_for: Callable[[str], Catalog | None],
+        half_life_s: float,
+        attribution_s: float = 1800.0,
+    ) -> None:
+        self.catalog_for = catalog_for
+        self.half_life_s = half_life_s
+        self.attribution_s = attribution_s
+        self.skipped: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self._clicks: dict[tuple[str, str], float] = {}
+        self._rows: list[npt.NDArray[np.float64]] = []
+        self._keys: list[tuple[str, str]] = []
+        self._t: list[float] = []
+        self._p: list[float] = []
+
+    def add(self, e: dict[str, Any]) -> None:
+        """Take one log entry (decisions build a row, clicks are remembered)."""
+        kind = e.get("type")
+        if kind == "click" and e.get("decision_id"):
+            key = (str(e["decision_id"]), str(e.get("variant_id")))
+            at = float(e.get("timestamp") or 0.0)
+            self._clicks[key] = min(at, self._clicks.get(key, at))
+            return
+        if kind != "decision":
+            return
+        decision_id = str(e.get("decision_id"))
+        if decision_id in self._seen:  # a write retried after a lost connection may land twice
+            return
+        self._seen.add(decision_id)
+        why = _skip_reason(e, self.catalog_for)
+        if why is not None:
+            self.skipped[why] = self.skipped.get(why, 0) + 1
+            return
+        catalog = self.catalog_for(str(e["catalog_version"]))
+        assert catalog is not None
+        placement = catalog.placements[e["placement"]]
+        now = float(e["timestamp"])
+        index = [v.id for v in placement.variants].index(e["variant_id"])
+        view = visitor_view(e.get("profile"), now, self.half_life_s)
+        self._rows.append(row_for_view(view, context_of(e), placement, index, now))
+        self._keys.append((decision_id, str(e["variant_id"])))
+        self._t.append(now)
+        self._p.append(float(e["propensity"]))
+
+    def finish(self) -> LogRows:
+        """The rows in time order, labelled 1 when clicked within the attribution window."""
+        order = np.argsort(np.array(self._t), kind="stable")
+        t = np.array(self._t)[order]
+        y = np.zeros(len(order))
+        for i, j in enumerate(order):
+            clicked = self._clicks.get(self._keys[j])
+            if clicked is not None and 0 <= clicked - t[i] <= self.attribution_s:
+                y[i] = 1.0
+        x = np.vstack(self._rows)[order] if self._rows else np.zeros((0, N_FEATURES))
+        return LogRows(x, y, t, np.array(self._p)[order], dict(self.skipped))
+
+
 def rows_from_log(
     entries: Iterable[dict[str, Any]],
     catalog_for: Callable[[str], Catalog | None],
@@ -49,44 +116,10 @@ def rows_from_log(
     attribution_s: float = 1800.0,
 ) -> LogRows:
     """Join decisions with clicks and rebuild the shown variants' feature rows."""
-    decisions: list[dict[str, Any]] = []
-    clicks: dict[tuple[str, str], float] = {}
-    seen: set[str] = set()
+    builder = RowBuilder(catalog_for, half_life_s, attribution_s)
     for e in entries:
-        kind = e.get("type")
-        if kind == "decision":
-            # a write retried after a lost connection may have landed twice
-            if str(e.get("decision_id")) not in seen:
-                seen.add(str(e.get("decision_id")))
-                decisions.append(e)
-        elif kind == "click" and e.get("decision_id"):
-            key = (str(e["decision_id"]), str(e.get("variant_id")))
-            at = float(e.get("timestamp") or 0.0)
-            clicks[key] = min(at, clicks.get(key, at))
-    skipped: dict[str, int] = {}
-    xs: list[npt.NDArray[np.float64]] = []
-    ys: list[float] = []
-    ts: list[float] = []
-    ps: list[float] = []
-    for d in sorted(decisions, key=lambda d: float(d["timestamp"])):
-        why = _skip_reason(d, catalog_for)
-        if why is not None:
-            skipped[why] = skipped.get(why, 0) + 1
-            continue
-        catalog = catalog_for(str(d["catalog_version"]))
-        assert catalog is not None
-        placement = catalog.placements[d["placement"]]
-        now = float(d["timestamp"])
-        view = visitor_view(d.get("profile"), now, half_life_s)
-        rows = rows_for_view(view, context_of(d), placement, now)
-        index = [v.id for v in placement.variants].index(d["variant_id"])
-        clicked = clicks.get((str(d["decision_id"]), str(d["variant_id"])))
-        xs.append(rows[index])
-        ys.append(1.0 if clicked is not None and 0 <= clicked - now <= attribution_s else 0.0)
-        ts.append(now)
-        ps.append(float(d["propensity"]))
-    x = np.vstack(xs) if xs else np.zeros((0, N_FEATURES))
-    return LogRows(x, np.array(ys), np.array(ts), np.array(ps), skipped)
+        builder.add(e)
+    return builder.finish()
 
 
 def _skip_reason(d: dict[str, Any], catalog_for: Callable[[str], Catalog | None]) -> str | None:
@@ -152,6 +185,7 @@ def train_from_rows(
             "train_rows": cut,
             "valid_rows": n - cut,
             "split": f"by time: the latest {valid_share:.0%} of decisions validate",
+            "valid_from_ts": float(rows.t[cut]),
             "window": {
                 "from": datetime.fromtimestamp(first, UTC).isoformat(),
                 "to": day.isoformat(),
@@ -164,6 +198,20 @@ def train_from_rows(
     )
     write_manifest(out, manifest)
     return manifest
+
+
+async def rows_from_redis(
+    client: aioredis.Redis,
+    since: float,
+    file_catalog: Catalog | None,
+    half_life_s: float,
+    attribution_s: float = 1800.0,
+) -> LogRows:
+    """Training rows from the log since ``since``, streamed (entries are not kept)."""
+    builder = RowBuilder(await catalog_resolver(client, file_catalog), half_life_s, attribution_s)
+    async for e in entries_since(client, since):
+        builder.add(e)
+    return builder.finish()
 
 
 async def read_log(client: aioredis.Redis, since: float) -> list[dict[str, Any]]:

@@ -334,14 +334,7 @@ def _new_visitor(index: int, world: World, rng: np.random.Generator, params: Sim
     all_tags = list(dict.fromkeys(t for c in cats for t in world.category_tags[c]))
     raw = rng.gamma(1.0, size=len(all_tags))
     weights = {t: float(w) + 1e-3 for t, w in zip(all_tags, raw, strict=True)}
-    tag_prefs = dict.fromkeys(all_tags, 0.0)
-    for c in cats:
-        vocab = world.category_tags[c]
-        if not vocab:
-            continue
-        total = sum(weights[t] for t in vocab)
-        for t in vocab:
-            tag_prefs[t] += prefs[c] * weights[t] / total
+    tag_prefs = _tag_prefs(prefs, weights, world)
     device = DEVICE_SHARES[_pick(rng, _DEVICE_CUM)][0]
     sensitivity = float(rng.random())
     band = 1 if sensitivity > 0.6 else 2 if sensitivity > 0.2 else 3
@@ -354,6 +347,81 @@ def _new_visitor(index: int, world: World, rng: np.random.Generator, params: Sim
         price_band=band,
         price_sensitivity=sensitivity,
     )
+
+
+def _tag_prefs(
+    prefs: dict[str, float], weights: dict[str, float], world: World
+) -> dict[str, float]:
+    """Each tag's share of interest: its category's share split by the tag weights."""
+    tag_prefs = dict.fromkeys(weights, 0.0)
+    for c in world.categories:
+        vocab = world.category_tags[c]
+        if not vocab:
+            continue
+        total = sum(weights[t] for t in vocab)
+        for t in vocab:
+            tag_prefs[t] += prefs[c] * weights[t] / total
+    return tag_prefs
+
+
+def drift_tastes(
+    visitor: Visitor,
+    world: World,
+    rng: np.random.Generator,
+    amount: float,
+    params: SimParams = DEFAULT_PARAMS,
+) -> None:
+    """Move ``visitor``'s category interests ``amount`` of the way to a fresh draw.
+
+    Tastes drift: a new hobby, a season, a life change. The tag weights stay
+    (what someone likes within a category is steadier), so the tag interests
+    follow the new category shares.
+    """
+    fresh = rng.dirichlet([params.dirichlet_alpha] * len(world.categories))
+    visitor.prefs = {
+        c: (1.0 - amount) * visitor.prefs[c] + amount * float(f)
+        for c, f in zip(world.categories, fresh, strict=True)
+    }
+    visitor.tag_prefs = _tag_prefs(visitor.prefs, visitor.tag_weights, world)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page a visitor opens: its type, category, tags and price band."""
+
+    page_type: str
+    category: str | None
+    tags: list[str]
+    price_band: int | None
+
+
+def draw_page(
+    visitor: Visitor, world: World, rng: np.random.Generator, params: SimParams = DEFAULT_PARAMS
+) -> Page:
+    """The next page ``visitor`` views: mostly in the categories and tags they like."""
+    pref_cum = _cumulative([visitor.prefs[c] for c in world.categories])
+    page_type = HISTORY_PAGE_SHARES[_pick(rng, _HISTORY_PAGE_CUM)][0]
+    category = _page_category(visitor, page_type, world, rng, pref_cum, params)
+    tags = _page_tags(visitor, page_type, category, world, rng)
+    price = None
+    if page_type == "product" and category is not None:
+        price = min(3, max(1, visitor.price_band + round(float(rng.normal(0.0, 0.6)))))
+    return Page(page_type, category, tags, price)
+
+
+def draw_device(rng: np.random.Generator) -> str:
+    """A device kind by the population's shares."""
+    return DEVICE_SHARES[_pick(rng, _DEVICE_CUM)][0]
+
+
+def draw_referrer(rng: np.random.Generator) -> str:
+    """A referrer class by the population's shares."""
+    return REFERRER_SHARES[_pick(rng, _REFERRER_CUM)][0]
+
+
+def draw_hour(rng: np.random.Generator) -> int:
+    """A local hour of day by the traffic's daily curve."""
+    return _pick(rng, _HOUR_CUM)
 
 
 def _session_starts(rng: np.random.Generator, now: float, params: SimParams) -> list[float]:

@@ -89,20 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--out", required=True, help="bundle folder to write")
     tr.add_argument("--days", type=float, default=7.0, help="window of the log to read")
+    tr.add_argument("--since", type=float, help="read from this Unix time instead of --days")
     tr.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
     _add_setting_options(tr)
     sim = sub.add_parser(
         "simulate",
         help="drive a running service with simulated visitors and report CTRs",
-        description="Simulated visitors with latent tastes view pages, get decisions from "
-        "--url, and click by their true click probability; prints the live CTR by policy "
-        "next to the oracle's and random's.",
+        description="Simulated visitors with latent, drifting tastes visit in sessions (some "
+        "log in, some on a second device), view pages, get decisions from --url, and click, "
+        "convert and rate by their true preferences; prints the live CTR by policy next to "
+        "the oracle's and random's. Logins need the site secret (PERSONA_SITE_SECRET in the "
+        "environment) to sign customer ids as the site's server would.",
     )
     sim.add_argument("--url", default="http://127.0.0.1:8080", help="the service")
     sim.add_argument("--visitors", type=int, default=2000)
     sim.add_argument("--decisions", type=int, default=10000)
     sim.add_argument("--rate", type=float, default=200.0, help="decisions per second")
     sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--concurrency", type=int, default=4, help="sessions at once")
     ev = sub.add_parser(
         "evaluate",
         help="estimate a candidate model's click rate from the log (IPS, SNIPS)",
@@ -115,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--days", type=float, default=7.0, help="window of the log to read")
     ev.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
     ev.add_argument("--margin", type=float, default=0.0, help="tolerated CTR shortfall")
+    ev.add_argument("--since", type=float, help="read from this Unix time instead of --days")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_setting_options(ev)
     sub.add_parser("settings", help="print every setting as a Markdown table")
     return parser
@@ -180,27 +186,34 @@ def _export(settings: Settings, out: str, group: str, consumer: str) -> int:
     return 0
 
 
+def _file_catalog(settings: Settings) -> Catalog | None:
+    """The catalog file's catalog (decisions made before any admin version use it)."""
+    from service.catalog.loader import CatalogError, parse_catalog
+
+    try:
+        return parse_catalog(settings.catalog_path.read_bytes())
+    except (OSError, CatalogError):
+        return None
+
+
 def _log_window(
-    settings: Settings, days: float
+    settings: Settings, days: float, since: float | None = None
 ) -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
-    """The log entries of the last ``days`` and a catalog resolver (Redis from settings)."""
+    """The log entries since ``since`` (or of the last ``days``) and a catalog resolver."""
     import asyncio
     import time
 
     import redis.asyncio as aioredis
 
     from models.fromlog import catalog_resolver, read_log
-    from service.catalog.loader import CatalogError, parse_catalog
 
-    try:
-        file_catalog = parse_catalog(settings.catalog_path.read_bytes())
-    except (OSError, CatalogError):
-        file_catalog = None
+    file_catalog = _file_catalog(settings)
 
     async def load() -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
         client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=60)
         try:
-            entries = await read_log(client, time.time() - days * 86400)
+            start = since if since is not None else time.time() - days * 86400
+            entries = await read_log(client, start)
             return entries, await catalog_resolver(client, file_catalog)
         finally:
             await client.aclose()
@@ -216,7 +229,16 @@ def _simulate(args: argparse.Namespace) -> int:
     from models.live import simulate
 
     summary = asyncio.run(
-        simulate(args.url, args.visitors, args.decisions, args.rate, args.seed, progress=True)
+        simulate(
+            args.url,
+            args.visitors,
+            args.decisions,
+            args.rate,
+            args.seed,
+            concurrency=args.concurrency,
+            site_secret=os.environ.get("PERSONA_SITE_SECRET") or None,
+            progress=True,
+        )
     )
     print(orjson.dumps(summary.report(), option=orjson.OPT_INDENT_2).decode())
     return 0 if summary.errors == 0 else 1
@@ -226,8 +248,9 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import lightgbm
+    import orjson
 
-    from models.evaluate import evaluate, logged_decisions
+    from models.evaluate import evaluate, logged_decisions, unseen_by
     from service.scoring.bundle import MODEL_FILE, BundleError, load_bundle
 
     if settings.redis_url is None:
@@ -239,15 +262,21 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"persona: {exc}", file=sys.stderr)
         return 2
     booster = lightgbm.Booster(model_file=str(Path(args.model) / MODEL_FILE))
-    entries, resolve = _log_window(settings, args.days)
-    logged = logged_decisions(
-        entries, resolve, settings.affinity_half_life_days * 86400, args.attribution_s
+    entries, resolve = _log_window(settings, args.days, args.since)
+    logged = unseen_by(
+        logged_decisions(
+            entries, resolve, settings.affinity_half_life_days * 86400, args.attribution_s
+        ),
+        bundle.manifest.training,
     )
     try:
         report = evaluate(logged, lambda x: booster.predict(x, num_threads=1), args.margin)
     except ValueError as exc:
         print(f"persona: {exc}", file=sys.stderr)
         return 1
+    if args.json:
+        print(orjson.dumps(report.to_json(bundle.manifest.version)).decode())
+        return 3 if report.flagged else 0
     print(f"candidate {bundle.manifest.version} on {report.decisions:,} logged decisions")
     print(
         f"  shown variants: AUC {report.candidate_auc:.4f}, log loss {report.candidate_logloss:.4f}"
@@ -264,23 +293,49 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(settings: Settings, out: str, days: float, attribution_s: float) -> int:
+def _train(
+    settings: Settings, out: str, days: float, attribution_s: float, since: float | None
+) -> int:
+    import asyncio
+    import time
     from pathlib import Path
 
-    from models.fromlog import rows_from_log, train_from_rows
+    import redis.asyncio as aioredis
+
+    from models.fromlog import LogRows, rows_from_redis, train_from_rows
 
     if settings.redis_url is None:
         print("persona: train needs PERSONA_REDIS_URL", file=sys.stderr)
         return 2
-    entries, resolve = _log_window(settings, days)
-    rows = rows_from_log(entries, resolve, settings.affinity_half_life_days * 86400, attribution_s)
+    start = since if since is not None else time.time() - days * 86400
+
+    async def load() -> LogRows:
+        client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=60)
+        try:
+            return await rows_from_redis(
+                client,
+                start,
+                _file_catalog(settings),
+                settings.affinity_half_life_days * 86400,
+                attribution_s,
+            )
+        finally:
+            await client.aclose()
+
+    clock = time.monotonic()
+    rows = asyncio.run(load())
+    read_s = time.monotonic() - clock
     print(f"{len(rows.y):,} decisions with {int(rows.y.sum()):,} clicks; skipped {rows.skipped}")
+    clock = time.monotonic()
     try:
         manifest = train_from_rows(rows, Path(out))
     except ValueError as exc:
         print(f"persona: {exc}", file=sys.stderr)
         return 1
     print(f"model {manifest.version} -> {out}: {manifest.metrics}")
+    print(
+        f"read and rebuilt the rows in {read_s:.1f} s, trained in {time.monotonic() - clock:.1f} s"
+    )
     return 0
 
 
@@ -369,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export-log":
         return _export(settings, args.out, args.group, args.consumer)
     if args.command == "train":
-        return _train(settings, args.out, args.days, args.attribution_s)
+        return _train(settings, args.out, args.days, args.attribution_s, args.since)
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "evaluate":

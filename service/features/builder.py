@@ -198,4 +198,17 @@ def rows_for_view(
     return rows
 
 
+def row_for_view(
+    view: VisitorView, ctx: Context, placement: Placement, index: int, now: float
+) -> npt.NDArray[np.float64]:
+    """The row of the placement's ``index``-th variant alone (equal to that row of
+    :func:`rows_for_view`; training needs only the variant that was shown)."""
+    row = np.empty(N_FEATURES, dtype=np.float64)
+    row[0:C0] = view.vector
+    row[C0:A0] = context_vector(ctx)
+    row[A0:X0] = placement.static_features[index]
+    row[X0:] = cross_vector(view, ctx, placement.variants[index], now)
+    return row
+
+
 assert len(_VF) == C0 and len(CROSS_FEATURES) == N_FEATURES - X0

@@ -39,6 +39,8 @@ async def readyz(request: web.Request) -> web.Response:
         "ready": ready,
         "checks": checks,
         "model_version": engine.model.manifest.version if engine.model else None,
+        "model_predictor": engine.model.predictor.kind if engine.model else None,
+        "shadow_version": engine.shadow.manifest.version if engine.shadow else None,
         "catalog_version": engine.catalog.version if engine.catalog else None,
     }
     return json_response(200 if ready else 503, body)
