@@ -8,7 +8,7 @@ real ``persona train`` command on it: reading the log, rebuilding every shown
 variant's row with the serving feature builder, LightGBM with early stopping,
 writing the bundle. Peak memory is the command's maximum resident set size.
 
-    python -m loadtests.bench_train                # 1,000,000 decisions (~6 minutes)
+    python -m loadtests.bench_train                # 1,000,000 decisions (~3 minutes)
     python -m loadtests.bench_train --quick        # 100,000 decisions
 """
 

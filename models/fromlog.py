@@ -26,7 +26,14 @@ from service.decide.record import context_of
 from service.events.log import entries_since
 from service.features.builder import row_for_view, visitor_view
 from service.features.schema import FEATURE_NAMES, N_FEATURES, schema_hash
-from service.scoring.bundle import MODEL_FILE, Manifest, file_sha256, write_manifest
+from service.scoring.bundle import (
+    MODEL_FILE,
+    Manifest,
+    file_sha256,
+    load_bundle,
+    write_manifest,
+)
+from service.scoring.predictor import COMPILED_DIR, compile_bundle
 
 LEARNABLE_POLICIES = ("model", "explore")
 
@@ -135,9 +142,20 @@ def _skip_reason(d: dict[str, Any], catalog_for: Callable[[str], Catalog | None]
 
 
 def train_from_rows(
-    rows: LogRows, out: Path, *, seed: int = 7, valid_share: float = 0.2, source: str = "log"
+    rows: LogRows,
+    out: Path,
+    *,
+    seed: int = 7,
+    valid_share: float = 0.2,
+    source: str = "log",
+    compile_predictor: bool = True,
 ) -> Manifest:
-    """Train a click model on logged rows (time split, early stopping) and write a bundle."""
+    """Train a click model on logged rows (time split, early stopping) and write a bundle.
+
+    The bundle holds the model, its manifest and, unless ``compile_predictor``
+    is false, the compiled fast predictor for this machine's lleaves/llvmlite
+    (``compiled/``), which the service then loads instead of compiling.
+    """
     import lightgbm
 
     from models.train import LGB_PARAMS, auc, logloss
@@ -197,6 +215,8 @@ def train_from_rows(
         created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     )
     write_manifest(out, manifest)
+    if compile_predictor:
+        compile_bundle(load_bundle(out), out / COMPILED_DIR)
     return manifest
 
 

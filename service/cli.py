@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from service.admin import cli as admin_cli
@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="bundle folder to write")
     tr.add_argument("--days", type=float, default=7.0, help="window of the log to read")
     tr.add_argument("--since", type=float, help="read from this Unix time instead of --days")
+    tr.add_argument(
+        "--from-parquet",
+        metavar="DIR",
+        help="read a `persona export-log` folder instead of the log in Redis",
+    )
     tr.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
     _add_setting_options(tr)
     sim = sub.add_parser(
@@ -107,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--rate", type=float, default=200.0, help="decisions per second")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--concurrency", type=int, default=4, help="sessions at once")
+    sim.add_argument("--out", metavar="FILE", help="also write the summary (JSON) to FILE")
     ev = sub.add_parser(
         "evaluate",
         help="estimate a candidate model's click rate from the log (IPS, SNIPS)",
@@ -120,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
     ev.add_argument("--margin", type=float, default=0.0, help="tolerated CTR shortfall")
     ev.add_argument("--since", type=float, help="read from this Unix time instead of --days")
+    ev.add_argument(
+        "--from-parquet",
+        metavar="DIR",
+        help="read a `persona export-log` folder instead of the log in Redis",
+    )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_setting_options(ev)
     sub.add_parser("settings", help="print every setting as a Markdown table")
@@ -197,28 +208,39 @@ def _file_catalog(settings: Settings) -> Catalog | None:
 
 
 def _log_window(
-    settings: Settings, days: float, since: float | None = None
-) -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
-    """The log entries since ``since`` (or of the last ``days``) and a catalog resolver."""
+    settings: Settings, days: float, since: float | None = None, parquet: str | None = None
+) -> tuple[Iterable[dict[str, Any]], Callable[[str], Catalog | None]]:
+    """The log entries since ``since`` (or of the last ``days``) and a catalog resolver.
+
+    From Redis, or from a ``persona export-log`` folder when ``parquet`` is given
+    (admin catalog versions still come from Redis when PERSONA_REDIS_URL is set).
+    """
     import asyncio
     import time
+    from pathlib import Path
 
     import redis.asyncio as aioredis
 
     from models.fromlog import catalog_resolver, read_log
+    from service.events.export import read_exported
 
     file_catalog = _file_catalog(settings)
+    start = since if since is not None else time.time() - days * 86400
 
-    async def load() -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
+    async def load(read: bool) -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
         client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=60)
         try:
-            start = since if since is not None else time.time() - days * 86400
-            entries = await read_log(client, start)
+            entries = await read_log(client, start) if read else []
             return entries, await catalog_resolver(client, file_catalog)
         finally:
             await client.aclose()
 
-    return asyncio.run(load())
+    if parquet is None:
+        return asyncio.run(load(True))
+    if settings.redis_url is not None:
+        return read_exported(Path(parquet), start), asyncio.run(load(False))[1]
+    known = {} if file_catalog is None else {file_catalog.version: file_catalog}
+    return read_exported(Path(parquet), start), known.get
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -240,7 +262,11 @@ def _simulate(args: argparse.Namespace) -> int:
             progress=True,
         )
     )
-    print(orjson.dumps(summary.report(), option=orjson.OPT_INDENT_2).decode())
+    text = orjson.dumps(summary.report(), option=orjson.OPT_INDENT_2).decode()
+    print(text)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
     return 0 if summary.errors == 0 else 1
 
 
@@ -253,8 +279,8 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     from models.evaluate import evaluate, logged_decisions, unseen_by
     from service.scoring.bundle import MODEL_FILE, BundleError, load_bundle
 
-    if settings.redis_url is None:
-        print("persona: evaluate needs PERSONA_REDIS_URL", file=sys.stderr)
+    if settings.redis_url is None and args.from_parquet is None:
+        print("persona: evaluate needs PERSONA_REDIS_URL or --from-parquet", file=sys.stderr)
         return 2
     try:
         bundle = load_bundle(Path(args.model))
@@ -262,7 +288,7 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"persona: {exc}", file=sys.stderr)
         return 2
     booster = lightgbm.Booster(model_file=str(Path(args.model) / MODEL_FILE))
-    entries, resolve = _log_window(settings, args.days, args.since)
+    entries, resolve = _log_window(settings, args.days, args.since, args.from_parquet)
     logged = unseen_by(
         logged_decisions(
             entries, resolve, settings.affinity_half_life_days * 86400, args.attribution_s
@@ -293,48 +319,48 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(
-    settings: Settings, out: str, days: float, attribution_s: float, since: float | None
-) -> int:
+def _train(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import time
     from pathlib import Path
 
     import redis.asyncio as aioredis
 
-    from models.fromlog import LogRows, rows_from_redis, train_from_rows
+    from models.fromlog import LogRows, rows_from_log, rows_from_redis, train_from_rows
 
-    if settings.redis_url is None:
-        print("persona: train needs PERSONA_REDIS_URL", file=sys.stderr)
+    if settings.redis_url is None and args.from_parquet is None:
+        print("persona: train needs PERSONA_REDIS_URL or --from-parquet", file=sys.stderr)
         return 2
-    start = since if since is not None else time.time() - days * 86400
+    half_life_s = settings.affinity_half_life_days * 86400
+    start = args.since if args.since is not None else time.time() - args.days * 86400
 
-    async def load() -> LogRows:
+    async def stream() -> LogRows:
         client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=60)
         try:
             return await rows_from_redis(
-                client,
-                start,
-                _file_catalog(settings),
-                settings.affinity_half_life_days * 86400,
-                attribution_s,
+                client, start, _file_catalog(settings), half_life_s, args.attribution_s
             )
         finally:
             await client.aclose()
 
     clock = time.monotonic()
-    rows = asyncio.run(load())
+    if args.from_parquet is None:
+        rows = asyncio.run(stream())
+    else:
+        entries, resolve = _log_window(settings, args.days, start, args.from_parquet)
+        rows = rows_from_log(entries, resolve, half_life_s, args.attribution_s)
     read_s = time.monotonic() - clock
     print(f"{len(rows.y):,} decisions with {int(rows.y.sum()):,} clicks; skipped {rows.skipped}")
     clock = time.monotonic()
     try:
-        manifest = train_from_rows(rows, Path(out))
+        manifest = train_from_rows(rows, Path(args.out))
     except ValueError as exc:
         print(f"persona: {exc}", file=sys.stderr)
         return 1
-    print(f"model {manifest.version} -> {out}: {manifest.metrics}")
+    print(f"model {manifest.version} -> {args.out}: {manifest.metrics}")
     print(
-        f"read and rebuilt the rows in {read_s:.1f} s, trained in {time.monotonic() - clock:.1f} s"
+        f"read and rebuilt the rows in {read_s:.1f} s, trained and compiled in "
+        f"{time.monotonic() - clock:.1f} s"
     )
     return 0
 
@@ -424,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export-log":
         return _export(settings, args.out, args.group, args.consumer)
     if args.command == "train":
-        return _train(settings, args.out, args.days, args.attribution_s, args.since)
+        return _train(settings, args)
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "evaluate":

@@ -11,12 +11,14 @@ import orjson
 import redis
 
 from service.catalog.loader import parse_catalog
+from service.decide.choice import choose, draws
 from service.decide.record import context_of
 from service.events.store import log_key
 from service.features.builder import rows_for_view, visitor_view
 from service.features.profile import PARTITIONS, decode_profile, partition, profile_key
 from service.keys import ENGINE
 from tests.helpers import catalog_without_randomness, fan_profile, store_profile
+from tests.test_train_from_log import exploring_catalog
 
 VID = "logged-visitor-000001"
 
@@ -123,3 +125,22 @@ async def test_a_decision_logged_while_redis_is_unreachable_is_retried(tmp_path:
     finally:
         await conn.aclose()
         server.stop()
+
+
+async def test_every_logged_choice_replays_from_its_decision_id(
+    app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
+) -> None:
+    catalog_path = exploring_catalog(tmp_path)
+    client = await app_client(make_settings(catalog_path=catalog_path))
+    for i in range(120):
+        vid = f"replay-visitor-{i % 12:06d}"
+        body = {"placements": ["home-hero", "sidebar-offer"], "visitor_id": vid}
+        assert (await client.post("/v1/decide", json=body)).status == 200
+    logged = await wait_logged(redis_url, 240)
+    policies = set()
+    for e in logged:
+        choice = choose(np.array(e["scores"]), e["explore_share"], *draws(e["decision_id"]))
+        assert e["candidates"][choice.index] == e["variant_id"]
+        assert (choice.policy, choice.propensity) == (e["policy"], e["propensity"])
+        policies.add(e["policy"])
+    assert policies == {"model", "explore"}  # both kinds of choice were replayed

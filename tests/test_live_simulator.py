@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,10 +106,12 @@ def test_ratings_follow_relevance() -> None:
     assert np.mean(ratings[best.id]) > 5.5 and np.mean(ratings[worst.id]) < 2.5
 
 
-async def test_the_simulate_command(app_client: Any, make_settings: Any) -> None:
+async def test_the_simulate_command(app_client: Any, make_settings: Any, tmp_path: Path) -> None:
     client = await app_client(make_settings())
     url = str(client.make_url("")).rstrip("/")
+    out_file = tmp_path / "summary.json"
     args = ["--url", url, "--visitors", "5", "--decisions", "20", "--rate", "500"]
+    args += ["--out", str(out_file)]
     done = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -123,4 +126,5 @@ async def test_the_simulate_command(app_client: Any, make_settings: Any) -> None
     out, err = await asyncio.wait_for(done.communicate(), 120)
     assert done.returncode == 0, err.decode()
     report = orjson.loads(out)
-    assert report["decisions"] >= 20 and report["errors"] == 0 and report["ctr_oracle"] > 0
+    assert report["decisions"] == 20 and report["errors"] == 0 and report["ctr_oracle"] > 0
+    assert orjson.loads(out_file.read_bytes()) == report

@@ -27,9 +27,11 @@ from service.catalog.loader import parse_catalog
 from service.decide.record import context_of
 from service.features.builder import row_for_view, rows_for_view, visitor_view
 from service.scoring.bundle import load_bundle
+from service.scoring.predictor import COMPILED_DIR, compiled_cache_path, load_predictor
 from service.settings import DEFAULT_CATALOG, REPO_DIR
 from tests.helpers import fan_profile, store_profile
 
+TRAIN = [sys.executable, "-m", "service", "train", "--out"]
 EVALUATE = [sys.executable, "-m", "service", "evaluate", "--model"]
 CATEGORIES = ["running", "hiking", "cycling", "yoga", "camping"]
 DEMO = orjson.loads(DEFAULT_CATALOG.read_bytes())
@@ -110,7 +112,38 @@ async def test_train_from_logged_decisions_and_clicks(
     )
     assert cli.returncode == 0, cli.stderr
     assert f"{decisions:,} decisions with {clicks:,} clicks" in cli.stdout
-    assert load_bundle(tmp_path / "cli").manifest.training["source"] == "log"
+    bundle = load_bundle(tmp_path / "cli")
+    assert bundle.manifest.training["source"] == "log"
+    # the bundle carries its compiled predictor: the service loads it without compiling
+    shipped = compiled_cache_path(bundle, bundle.path / COMPILED_DIR)
+    assert shipped.exists()
+    empty_cache = tmp_path / "empty-cache"
+    predictor = load_predictor(bundle, empty_cache, compile_if_missing=False)
+    assert predictor.kind == "lleaves" and not empty_cache.exists()
+    # the same training from the Parquet export, without Redis
+    export = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service", "export-log", "--out", str(tmp_path / "parquet")],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=env,
+        timeout=300,
+    )
+    assert export.returncode == 0, export.stderr
+    offline = {k: v for k, v in env.items() if k != "PERSONA_REDIS_URL"}
+    from_files = await asyncio.to_thread(
+        subprocess.run,
+        [*TRAIN, str(tmp_path / "pq"), "--days", "1", "--from-parquet", str(tmp_path / "parquet")],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=offline,
+        timeout=300,
+    )
+    assert from_files.returncode == 0, from_files.stderr
+    assert f"{decisions:,} decisions with {clicks:,} clicks" in from_files.stdout
+    assert load_bundle(tmp_path / "pq").manifest.model_sha256 == bundle.manifest.model_sha256
 
 
 async def test_evaluate_ranks_the_candidate_above_random_and_flags_by_margin(

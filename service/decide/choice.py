@@ -30,6 +30,19 @@ def in_holdout(seed: str, visitor_id: str, placement: str, share: float) -> bool
     return int.from_bytes(digest, "big") / 2.0**64 < share
 
 
+def draws(seed: str) -> tuple[float, float]:
+    """The two uniform draws of an exploration choice (``draw``, ``pick``), from its seed.
+
+    The seed is the decision id, which is logged, so any logged choice can be
+    replayed: ``choose(scores, explore_share, *draws(decision_id))``.
+    """
+    digest = hashlib.blake2b(seed.encode(), digest_size=16, person=b"persona-explore").digest()
+    return (
+        int.from_bytes(digest[:8], "big") / 2.0**64,
+        int.from_bytes(digest[8:], "big") / 2.0**64,
+    )
+
+
 def choose(
     scores: npt.NDArray[np.float64],
     explore_share: float,

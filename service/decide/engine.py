@@ -20,7 +20,7 @@ import numpy as np
 
 from service.audiences.facts import facts_for
 from service.catalog.model import Catalog, Placement
-from service.decide.choice import choose, in_holdout
+from service.decide.choice import choose, draws, in_holdout
 from service.decide.eligibility import Facts, eligible
 from service.decide.record import DecisionRecorder, entry
 from service.decide.types import DecideRequest, Decision, StageTimes
@@ -199,7 +199,8 @@ class DecisionEngine:
         values = np.asarray(scores, dtype=np.float64)
         if capped:
             values = values[keep]
-        choice = choose(values, placement.explore_share, self.rng.random(), self.rng.random())
+        decision_id = self.new_decision_id(now)
+        choice = choose(values, placement.explore_share, *draws(decision_id))
         variant = placement.variants[keep[choice.index]]
         self.metrics.decision(placement.name, choice.policy).inc()
         ranked = None
@@ -214,7 +215,7 @@ class DecisionEngine:
             more = tuple((v.id, v.content) for v in others[: placement.count - 1])
         return Decision(
             placement=placement.name,
-            decision_id=self.new_decision_id(now),
+            decision_id=decision_id,
             variant_id=variant.id,
             content=variant.content,
             policy=choice.policy,

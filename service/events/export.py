@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -112,3 +113,24 @@ async def export_once(reader: LogReader, out_dir: Path, batch: int = 1000) -> in
             done[partition] = max(done.get(partition, (0, 0)), stream_id_key(group[-1].id))
             written += len(group)
         await reader.ack(entries)
+
+
+def read_exported(out_dir: Path, since: float) -> Iterator[dict[str, Any]]:
+    """The exported entries (events and decisions) timestamped at or after ``since``.
+
+    Day folders before the day of ``since`` are skipped without being opened;
+    entries come file by file, not in time order.
+    """
+    first_day = time.strftime("%Y-%m-%d", time.gmtime(since))
+    for folder in sorted(out_dir.glob("day=*")):
+        if folder.name.removeprefix("day=") < first_day:
+            continue
+        for path in sorted(folder.glob("p*.parquet")):
+            table = pq.read_table(path, columns=["timestamp", "event"])
+            for ts, raw in zip(
+                table.column("timestamp").to_pylist(),
+                table.column("event").to_pylist(),
+                strict=True,
+            ):
+                if ts is not None and ts >= since:
+                    yield orjson.loads(raw)

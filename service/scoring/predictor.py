@@ -63,6 +63,10 @@ class BoosterPredictor:
         return np.asarray(self._booster.predict(rows, num_threads=1), dtype=np.float64)
 
 
+COMPILED_DIR = "compiled"
+"""A bundle's own folder for its compiled form (``persona train`` writes it there)."""
+
+
 def compiled_cache_path(bundle: Bundle, cache_dir: Path) -> Path:
     """Where the compiled form of ``bundle`` is cached."""
     versions = f"lleaves{metadata.version('lleaves')}-llvmlite{metadata.version('llvmlite')}"
@@ -99,7 +103,9 @@ def load_predictor(bundle: Bundle, cache_dir: Path, compile_if_missing: bool = T
     try:
         import lleaves
 
-        path = compiled_cache_path(bundle, cache_dir)
+        path = compiled_cache_path(bundle, bundle.path / COMPILED_DIR)
+        if not path.exists():  # not shipped with the bundle (or built by other versions)
+            path = compiled_cache_path(bundle, cache_dir)
         if not path.exists():
             if not compile_if_missing:
                 raise FileNotFoundError(path)
