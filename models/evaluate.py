@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from models.fromlog import LEARNABLE_POLICIES
 from models.offline import Estimate, ips, snips
+from models.outcomes import Label, Outcomes
 from models.train import auc, logloss
 from service.catalog.model import Catalog
 from service.decide.choice import probabilities
@@ -55,16 +56,18 @@ def logged_decisions(
     catalog_for: Callable[[str], Catalog | None],
     half_life_s: float,
     attribution_s: float = 1800.0,
+    label: Label = "click",
 ) -> list[Logged]:
-    """Learnable decisions with every eligible candidate's row and the click outcome."""
-    decisions, clicks, seen = [], {}, set()
+    """Learnable decisions with every eligible candidate's row and the outcome (click)."""
+    decisions, seen = [], set()
+    outcomes = Outcomes(label, attribution_s)
     for e in entries:
-        if e.get("type") == "decision" and e.get("policy") in LEARNABLE_POLICIES:
-            if str(e.get("decision_id")) not in seen:  # a retried write may land twice
-                seen.add(str(e.get("decision_id")))
-                decisions.append(e)
-        elif e.get("type") == "click" and e.get("decision_id"):
-            clicks[(str(e["decision_id"]), str(e.get("variant_id")))] = float(e["timestamp"])
+        if outcomes.add(e) or e.get("type") != "decision":
+            continue
+        # a retried write may land twice
+        if e.get("policy") in LEARNABLE_POLICIES and str(e.get("decision_id")) not in seen:
+            seen.add(str(e.get("decision_id")))
+            decisions.append(e)
     out = []
     for d in decisions:
         catalog = catalog_for(str(d.get("catalog_version")))
@@ -78,7 +81,6 @@ def logged_decisions(
         rows = rows_for_view(
             visitor_view(d.get("profile"), now, half_life_s), context_of(d), placement, now
         )
-        clicked = clicks.get((str(d["decision_id"]), str(d["variant_id"])))
         out.append(
             Logged(
                 rows=rows[[ids.index(c) for c in d["candidates"]]],
@@ -87,7 +89,7 @@ def logged_decisions(
                 explore_share=float(d.get("explore_share") or 0.0),
                 shown=d["candidates"].index(d["variant_id"]),
                 propensity=float(d["propensity"]),
-                reward=1.0 if clicked is not None and 0 <= clicked - now <= attribution_s else 0.0,
+                reward=outcomes.reward(str(d["decision_id"]), str(d["variant_id"]), now),
                 t=now,
             )
         )

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import redis.asyncio as aioredis
 
+from models.outcomes import Label, Outcomes
 from service.admin.config import ConfigError, ConfigStore, validate
 from service.catalog.model import Catalog
 from service.decide.record import context_of
@@ -47,6 +48,8 @@ class LogRows:
     t: npt.NDArray[np.float64]
     propensity: npt.NDArray[np.float64]
     skipped: dict[str, int] = field(default_factory=dict)
+    label: Label = "click"
+    """What ``y`` marks: a click on the variant, or a conversion after the decision."""
 
 
 class RowBuilder:
@@ -54,7 +57,8 @@ class RowBuilder:
 
     A decision's row depends only on its own entry, so it is built when the
     entry is read and only the row (not the entry) is kept: a million logged
-    decisions fit in a few hundred megabytes. Clicks are joined at the end.
+    decisions take a fraction of what their entries would. Outcomes (clicks, or
+    conversions with ``label="conversion"``) are joined at the end.
     """
 
     def __init__(
@@ -62,27 +66,21 @@ class RowBuilder:
         catalog_for: Callable[[str], Catalog | None],
         half_life_s: float,
         attribution_s: float = 1800.0,
+        label: Label = "click",
     ) -> None:
         self.catalog_for = catalog_for
         self.half_life_s = half_life_s
-        self.attribution_s = attribution_s
+        self.outcomes = Outcomes(label, attribution_s)
         self.skipped: dict[str, int] = {}
         self._seen: set[str] = set()
-        self._clicks: dict[tuple[str, str], float] = {}
         self._rows: list[npt.NDArray[np.float64]] = []
         self._keys: list[tuple[str, str]] = []
         self._t: list[float] = []
         self._p: list[float] = []
 
     def add(self, e: dict[str, Any]) -> None:
-        """Take one log entry (decisions build a row, clicks are remembered)."""
-        kind = e.get("type")
-        if kind == "click" and e.get("decision_id"):
-            key = (str(e["decision_id"]), str(e.get("variant_id")))
-            at = float(e.get("timestamp") or 0.0)
-            self._clicks[key] = min(at, self._clicks.get(key, at))
-            return
-        if kind != "decision":
+        """Take one log entry (decisions build a row, outcomes are remembered)."""
+        if self.outcomes.add(e) or e.get("type") != "decision":
             return
         decision_id = str(e.get("decision_id"))
         if decision_id in self._seen:  # a write retried after a lost connection may land twice
@@ -104,16 +102,15 @@ class RowBuilder:
         self._p.append(float(e["propensity"]))
 
     def finish(self) -> LogRows:
-        """The rows in time order, labelled 1 when clicked within the attribution window."""
+        """The rows in time order, labelled 1 when the outcome came within the window."""
         order = np.argsort(np.array(self._t), kind="stable")
         t = np.array(self._t)[order]
         y = np.zeros(len(order))
         for i, j in enumerate(order):
-            clicked = self._clicks.get(self._keys[j])
-            if clicked is not None and 0 <= clicked - t[i] <= self.attribution_s:
-                y[i] = 1.0
+            decision_id, variant_id = self._keys[j]
+            y[i] = self.outcomes.reward(decision_id, variant_id, float(t[i]))
         x = np.vstack(self._rows)[order] if self._rows else np.zeros((0, N_FEATURES))
-        return LogRows(x, y, t, np.array(self._p)[order], dict(self.skipped))
+        return LogRows(x, y, t, np.array(self._p)[order], dict(self.skipped), self.outcomes.label)
 
 
 def rows_from_log(
@@ -121,9 +118,10 @@ def rows_from_log(
     catalog_for: Callable[[str], Catalog | None],
     half_life_s: float,
     attribution_s: float = 1800.0,
+    label: Label = "click",
 ) -> LogRows:
-    """Join decisions with clicks and rebuild the shown variants' feature rows."""
-    builder = RowBuilder(catalog_for, half_life_s, attribution_s)
+    """Join decisions with their outcomes and rebuild the shown variants' feature rows."""
+    builder = RowBuilder(catalog_for, half_life_s, attribution_s, label)
     for e in entries:
         builder.add(e)
     return builder.finish()
@@ -162,7 +160,7 @@ def train_from_rows(
 
     n = len(rows.y)
     if n < 200 or rows.y.sum() < 10:
-        raise ValueError(f"too little data to train: {n} rows, {int(rows.y.sum())} clicks")
+        raise ValueError(f"too little data to train: {n} rows, {int(rows.y.sum())} {rows.label}s")
     cut = int(n * (1 - valid_share))  # rows are in time order: validate on the latest
     params = {**LGB_PARAMS, "seed": seed, "min_data_in_leaf": max(20, min(500, n // 200))}
     dtrain = lightgbm.Dataset(rows.x[:cut], label=rows.y[:cut], feature_name=list(FEATURE_NAMES))
@@ -199,6 +197,7 @@ def train_from_rows(
         },
         training={
             "source": source,
+            "label": rows.label,
             "rows": n,
             "train_rows": cut,
             "valid_rows": n - cut,
@@ -226,9 +225,11 @@ async def rows_from_redis(
     file_catalog: Catalog | None,
     half_life_s: float,
     attribution_s: float = 1800.0,
+    label: Label = "click",
 ) -> LogRows:
     """Training rows from the log since ``since``, streamed (entries are not kept)."""
-    builder = RowBuilder(await catalog_resolver(client, file_catalog), half_life_s, attribution_s)
+    resolve = await catalog_resolver(client, file_catalog)
+    builder = RowBuilder(resolve, half_life_s, attribution_s, label)
     async for e in entries_since(client, since):
         builder.add(e)
     return builder.finish()

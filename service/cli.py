@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="read a `persona export-log` folder instead of the log in Redis",
     )
     tr.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
+    tr.add_argument(
+        "--label",
+        choices=("click", "conversion"),
+        default="click",
+        help="learn clicks on the variant shown, or conversions after the decision",
+    )
     _add_setting_options(tr)
     sim = sub.add_parser(
         "simulate",
@@ -124,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="candidate bundle folder")
     ev.add_argument("--days", type=float, default=7.0, help="window of the log to read")
     ev.add_argument("--attribution-s", type=float, default=1800.0, help="click window")
+    ev.add_argument(
+        "--label",
+        choices=("click", "conversion"),
+        help="the outcome to estimate (default: the one the candidate learned)",
+    )
     ev.add_argument("--margin", type=float, default=0.0, help="tolerated CTR shortfall")
     ev.add_argument("--since", type=float, help="read from this Unix time instead of --days")
     ev.add_argument(
@@ -289,9 +300,10 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     booster = lightgbm.Booster(model_file=str(Path(args.model) / MODEL_FILE))
     entries, resolve = _log_window(settings, args.days, args.since, args.from_parquet)
+    label = args.label or bundle.manifest.training.get("label", "click")
     logged = unseen_by(
         logged_decisions(
-            entries, resolve, settings.affinity_half_life_days * 86400, args.attribution_s
+            entries, resolve, settings.affinity_half_life_days * 86400, args.attribution_s, label
         ),
         bundle.manifest.training,
     )
@@ -338,7 +350,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
         client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=60)
         try:
             return await rows_from_redis(
-                client, start, _file_catalog(settings), half_life_s, args.attribution_s
+                client, start, _file_catalog(settings), half_life_s, args.attribution_s, args.label
             )
         finally:
             await client.aclose()
@@ -348,9 +360,12 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
         rows = asyncio.run(stream())
     else:
         entries, resolve = _log_window(settings, args.days, start, args.from_parquet)
-        rows = rows_from_log(entries, resolve, half_life_s, args.attribution_s)
+        rows = rows_from_log(entries, resolve, half_life_s, args.attribution_s, args.label)
     read_s = time.monotonic() - clock
-    print(f"{len(rows.y):,} decisions with {int(rows.y.sum()):,} clicks; skipped {rows.skipped}")
+    print(
+        f"{len(rows.y):,} decisions with {int(rows.y.sum()):,} {rows.label}s; "
+        f"skipped {rows.skipped}"
+    )
     clock = time.monotonic()
     try:
         manifest = train_from_rows(rows, Path(args.out))
