@@ -54,7 +54,8 @@ def replace_section(page: str, name: str, body: str) -> str:
     block = f"{begin}\n{body.rstrip()}\n{end}\n"
     if begin in page and end in page:
         head, rest = page.split(begin, 1)
-        return head + block + rest.split(end, 1)[1].lstrip("\n")
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        return head + block + ("\n" + tail if tail else "")
     return page.rstrip("\n") + "\n\n" + block
 
 
