@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 
 from loadtests.bench_decide import machine, start_persona
-from loadtests.report import replace_section
+from loadtests.report import save_result, write_section
 from models.loop import LoopConfig, run_loop
 from service.admin.tokens import TokenStore
 from service.local_redis import LocalRedis
@@ -213,14 +212,10 @@ def main() -> int:
     command = "python -m loadtests.bench_learning" + (" --quick" if args.quick else "")
     with tempfile.TemporaryDirectory(prefix="persona-loop-") as tmp:
         result = run(config, Path(tmp))
-    out_dir = REPO_DIR / ".persona" / "bench"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"loop-{time.strftime('%Y%m%dT%H%M%S')}.json").write_bytes(
-        orjson.dumps(result, option=orjson.OPT_INDENT_2)
+    save_result("loop", result)
+    write_section(
+        Path(args.out), SECTION, "## One turn of the loop", render(result, command), HEADER
     )
-    out = Path(args.out)
-    page = out.read_text() if out.exists() else HEADER
-    out.write_text(replace_section(page, SECTION, render(result, command)))
     print(render(result, command))
     return 0
 
@@ -230,8 +225,6 @@ HEADER = """# Model quality
 How well the learning loop works, measured on the simulator (`models/live.py`)
 against a real service. Written by the benchmark scripts named in each section;
 see [models](models.md) for how training, evaluation and rollout work.
-
-## One turn of the loop
 """
 
 if __name__ == "__main__":

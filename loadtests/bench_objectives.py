@@ -27,10 +27,9 @@ from typing import Any
 import lightgbm
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from loadtests.bench_decide import machine
-from loadtests.report import replace_section
+from loadtests.report import save_result, write_section
 from models.simulator import (
     REFERENCE_NOW,
     click_probability,
@@ -174,17 +173,10 @@ def main() -> int:
     args = parser.parse_args()
     result = {**run(args.train, args.test, args.seed), "machine": machine()}
     result["date"] = time.strftime("%Y-%m-%d")
-    out_dir = REPO_DIR / ".persona" / "bench"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"objectives-{time.strftime('%Y%m%dT%H%M%S')}.json").write_bytes(
-        orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    )
+    save_result("objectives", result)
     command = "python -m loadtests.bench_objectives"
-    out = Path(args.out)
-    page = out.read_text() if out.exists() else "# Model quality\n"
-    if f"<!-- {SECTION}:begin -->" not in page:
-        page = page.rstrip("\n") + "\n\n## Binary click model or lambdarank\n"
-    out.write_text(replace_section(page, SECTION, render(result, command)))
+    heading = "## Binary click model or lambdarank"
+    write_section(Path(args.out), SECTION, heading, render(result, command))
     print(render(result, command))
     return 0
 

@@ -29,7 +29,7 @@ import orjson
 import redis
 
 from loadtests.bench_decide import machine
-from loadtests.report import replace_section
+from loadtests.report import save_result, write_section
 from models.simulator import click_probability, draw_context, make_population, make_world
 from service.decide.record import entry
 from service.decide.types import Decision
@@ -181,16 +181,8 @@ def main() -> int:
         finally:
             server.stop()
     result = {"log": log, "train": train, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
-    out_dir = REPO_DIR / ".persona" / "bench"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"train-{time.strftime('%Y%m%dT%H%M%S')}.json").write_bytes(
-        orjson.dumps(result, option=orjson.OPT_INDENT_2)
-    )
-    out = Path(args.out)
-    page = out.read_text() if out.exists() else "# Model quality\n"
-    if f"<!-- {SECTION}:begin -->" not in page:
-        page = page.rstrip("\n") + "\n\n## Training time\n"
-    out.write_text(replace_section(page, SECTION, render(result, command)))
+    save_result("train", result)
+    write_section(Path(args.out), SECTION, "## Training time", render(result, command))
     print(render(result, command))
     return 0
 

@@ -1,12 +1,19 @@
 """Render benchmark results into docs/benchmarks.md.
 
 The decide benchmark writes the whole page; the events benchmark owns one
-marked section of it, which a decide run keeps as it was.
+marked section of it, which a decide run keeps as it was. The learning-loop
+benchmarks write their own sections of docs/model-quality.md.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
+
+import orjson
+
+from service.settings import REPO_DIR
 
 TARGETS = {
     "service_p50_us": 300,
@@ -57,6 +64,25 @@ def replace_section(page: str, name: str, body: str) -> str:
         tail = rest.split(end, 1)[1].lstrip("\n")
         return head + block + ("\n" + tail if tail else "")
     return page.rstrip("\n") + "\n\n" + block
+
+
+def write_section(
+    out: Path, name: str, heading: str, body: str, title: str = "# Model quality\n"
+) -> None:
+    """Put ``body`` in the marked section ``name`` of ``out`` (under ``heading`` when new)."""
+    page = out.read_text() if out.exists() else title
+    if f"<!-- {name}:begin -->" not in page:
+        page = page.rstrip("\n") + f"\n\n{heading}\n"
+    out.write_text(replace_section(page, name, body))
+
+
+def save_result(kind: str, result: dict[str, Any]) -> Path:
+    """Keep a benchmark's raw figures under .persona/bench (not in git)."""
+    out_dir = REPO_DIR / ".persona" / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{kind}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    return path
 
 
 def section(page: str, name: str) -> str:

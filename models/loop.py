@@ -285,12 +285,7 @@ async def registered(url: str, auth: dict[str, str], version: str) -> bool:
 
 async def shadow(url: str, auth: dict[str, str], version: str) -> None:
     """Score ``version`` in shadow from now on; wait until the service does."""
-    async with (
-        aiohttp.ClientSession(url, headers=auth) as http,
-        http.post(f"/v1/admin/models/{version}/shadow") as resp,
-    ):
-        if resp.status != 200:
-            raise RuntimeError(f"shadow failed: {resp.status} {await resp.text()}")
+    await _admin_post(url, auth, f"/v1/admin/models/{version}/shadow")
     await wait_ready(url, {"shadow_version": version})
 
 
@@ -309,10 +304,14 @@ async def wait_ready(url: str, wanted: dict[str, str], timeout_s: float = 120) -
 
 async def activate(url: str, auth: dict[str, str], version: str) -> None:
     """Activate ``version`` in the registry; wait until it serves from its compiled form."""
+    await _admin_post(url, auth, f"/v1/admin/models/{version}/activate")
+    await wait_ready(url, {"model_version": version, "model_predictor": "lleaves"})
+
+
+async def _admin_post(url: str, auth: dict[str, str], path: str) -> None:
     async with (
         aiohttp.ClientSession(url, headers=auth) as http,
-        http.post(f"/v1/admin/models/{version}/activate") as resp,
+        http.post(path) as resp,
     ):
         if resp.status != 200:
-            raise RuntimeError(f"activation failed: {resp.status} {await resp.text()}")
-    await wait_ready(url, {"model_version": version, "model_predictor": "lleaves"})
+            raise RuntimeError(f"POST {path} failed: {resp.status} {await resp.text()}")

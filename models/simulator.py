@@ -400,6 +400,16 @@ def draw_page(
 ) -> Page:
     """The next page ``visitor`` views: mostly in the categories and tags they like."""
     pref_cum = _cumulative([visitor.prefs[c] for c in world.categories])
+    return _draw_page(visitor, world, rng, pref_cum, params)
+
+
+def _draw_page(
+    visitor: Visitor,
+    world: World,
+    rng: np.random.Generator,
+    pref_cum: Sequence[float],
+    params: SimParams,
+) -> Page:
     page_type = HISTORY_PAGE_SHARES[_pick(rng, _HISTORY_PAGE_CUM)][0]
     category = _page_category(visitor, page_type, world, rng, pref_cum, params)
     tags = _page_tags(visitor, page_type, category, world, rng)
@@ -456,12 +466,13 @@ def _history(
                 break
             if profile is None:
                 profile = empty_profile(t)
-            page_type = HISTORY_PAGE_SHARES[_pick(rng, _HISTORY_PAGE_CUM)][0]
-            category = _page_category(visitor, page_type, world, rng, pref_cum, params)
-            tags = _page_tags(visitor, page_type, category, world, rng)
-            price = None
-            if page_type == "product" and category is not None:
-                price = min(3, max(1, visitor.price_band + round(float(rng.normal(0.0, 0.6)))))
+            page = _draw_page(visitor, world, rng, pref_cum, params)
+            page_type, category, tags, price = (
+                page.page_type,
+                page.category,
+                page.tags,
+                page.price_band,
+            )
             slots = world.placements_by_page.get(page_type, ())
             if slots and rng.random() < params.decision_share:
                 placement = slots[int(rng.integers(len(slots)))]

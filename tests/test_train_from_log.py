@@ -31,10 +31,21 @@ from service.scoring.predictor import COMPILED_DIR, compiled_cache_path, load_pr
 from service.settings import DEFAULT_CATALOG, REPO_DIR
 from tests.helpers import fan_profile, store_profile
 
-TRAIN = [sys.executable, "-m", "service", "train", "--out"]
-EVALUATE = [sys.executable, "-m", "service", "evaluate", "--model"]
 CATEGORIES = ["running", "hiking", "cycling", "yoga", "camping"]
 DEMO = orjson.loads(DEFAULT_CATALOG.read_bytes())
+
+
+async def persona(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m service <args>`` off the event loop."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_DIR,
+        env=env,
+        timeout=300,
+    )
 
 
 def exploring_catalog(tmp_path: Path) -> Path:
@@ -101,15 +112,7 @@ async def test_train_from_logged_decisions_and_clicks(
     assert manifest.metrics["valid_auc"] > 0.7  # it learned who likes what
     assert load_bundle(out).manifest.version == manifest.version  # the service accepts it
     env = {**os.environ, "PERSONA_REDIS_URL": redis_url, "PERSONA_CATALOG": str(catalog_path)}
-    cli = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", "train", "--out", str(tmp_path / "cli"), "--days", "1"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=env,
-        timeout=300,
-    )
+    cli = await persona(["train", "--out", str(tmp_path / "cli"), "--days", "1"], env)
     assert cli.returncode == 0, cli.stderr
     assert f"{decisions:,} decisions with {clicks:,} clicks" in cli.stdout
     bundle = load_bundle(tmp_path / "cli")
@@ -121,25 +124,20 @@ async def test_train_from_logged_decisions_and_clicks(
     predictor = load_predictor(bundle, empty_cache, compile_if_missing=False)
     assert predictor.kind == "lleaves" and not empty_cache.exists()
     # the same training from the Parquet export, without Redis
-    export = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", "export-log", "--out", str(tmp_path / "parquet")],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=env,
-        timeout=300,
-    )
+    export = await persona(["export-log", "--out", str(tmp_path / "parquet")], env)
     assert export.returncode == 0, export.stderr
     offline = {k: v for k, v in env.items() if k != "PERSONA_REDIS_URL"}
-    from_files = await asyncio.to_thread(
-        subprocess.run,
-        [*TRAIN, str(tmp_path / "pq"), "--days", "1", "--from-parquet", str(tmp_path / "parquet")],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=offline,
-        timeout=300,
+    from_files = await persona(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "pq"),
+            "--days",
+            "1",
+            "--from-parquet",
+            str(tmp_path / "parquet"),
+        ],
+        offline,
     )
     assert from_files.returncode == 0, from_files.stderr
     assert f"{decisions:,} decisions with {clicks:,} clicks" in from_files.stdout
@@ -168,15 +166,7 @@ async def test_evaluate_ranks_the_candidate_above_random_and_flags_by_margin(
     assert not report.flagged and report.candidate_auc > 0.7
     assert evaluate(logged, lambda x: -booster.predict(x)).flagged  # the worst choice each time
     env = {**os.environ, "PERSONA_REDIS_URL": redis_url, "PERSONA_CATALOG": str(catalog_path)}
-    cli = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", "evaluate", "--model", str(tmp_path / "candidate")],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=env,
-        timeout=300,
-    )
+    cli = await persona(["evaluate", "--model", str(tmp_path / "candidate")], env)
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert "candidate" in cli.stdout and "SNIPS" in cli.stdout
     # judged only on the decisions it did not train on: its validation window
@@ -184,14 +174,8 @@ async def test_evaluate_ranks_the_candidate_above_random_and_flags_by_margin(
     unseen = unseen_by(logged, manifest.training)
     assert 0.1 * decisions < len(unseen) < 0.3 * decisions
     assert min(x.t for x in unseen) == manifest.training["valid_from_ts"]
-    as_json = await asyncio.to_thread(
-        subprocess.run,
-        [*EVALUATE, str(tmp_path / "candidate"), "--json", "--days", "1"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=env,
-        timeout=300,
+    as_json = await persona(
+        ["evaluate", "--model", str(tmp_path / "candidate"), "--json", "--days", "1"], env
     )
     assert as_json.returncode == 0, as_json.stderr
     doc = orjson.loads(as_json.stdout)
