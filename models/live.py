@@ -363,11 +363,12 @@ class Simulation:
                 for p in self.world.placements
                 if any(t == page.page_type for t, _ in PLACEMENT_PAGES.get(p.name, ()))
             ]
+            # claimed before any await: other sessions run while this one waits
+            self._reserved += len(slots)
             try:
                 await _post(http, "/v1/events", {"events": events})
                 summary.page_views += 1
                 if slots:
-                    self._reserved += len(slots)
                     await self._decide(http, person, vid, ctx, slots, summary, rate)
             except (TimeoutError, aiohttp.ClientError, KeyError, ValueError):
                 summary.errors += 1

@@ -51,3 +51,31 @@ def catalog_without_randomness(tmp_path: Path) -> Path:
     path = tmp_path / "catalog.json"
     path.write_bytes(orjson.dumps(doc))
     return path
+
+
+def log_kinds(url: str) -> dict[str, int]:
+    """How many entries of each type the event log holds, over every partition."""
+    from service.events.store import log_key
+    from service.features.profile import PARTITIONS
+
+    r = redis.Redis.from_url(url)
+    kinds: dict[str, int] = {}
+    for p in range(PARTITIONS):
+        for _, fields in r.xrange(log_key(p)):
+            kind = orjson.loads(fields[b"e"])["type"]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    r.close()
+    return kinds
+
+
+async def wait_for_log(url: str, kind: str, n: int) -> dict[str, int]:
+    """The log's counts once it holds ``n`` entries of ``kind`` (decisions are written a few
+    milliseconds after their answer, not awaited); fails after 3 s."""
+    import asyncio
+
+    for _ in range(300):
+        kinds = log_kinds(url)
+        if kinds.get(kind, 0) >= n:
+            return kinds
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"expected {n} {kind} entries in the log, found {log_kinds(url)}")

@@ -12,20 +12,11 @@ import orjson
 import redis
 
 from models.live import Simulation
-from service.events.store import log_key
 from service.features.context import Context
-from service.features.profile import PARTITIONS, profile_key
+from service.features.profile import profile_key
 from service.settings import REPO_DIR
 from tests.conftest import SITE_SECRET
-
-
-def _log_kinds(r: redis.Redis) -> dict[str, int]:
-    kinds: dict[str, int] = {}
-    for p in range(PARTITIONS):
-        for _, fields in r.xrange(log_key(p)):
-            kind = orjson.loads(fields[b"e"])["type"]
-            kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds
+from tests.helpers import wait_for_log
 
 
 def _alias(r: redis.Redis, visitor_id: str) -> str | None:
@@ -50,7 +41,7 @@ async def test_simulated_visits_reach_the_service_as_a_site_would_send_them(
     assert report["ctr_oracle"] > report["ctr_random"]
     assert set(report["by_policy"]) <= {"model", "explore", "holdout", "fallback"}
     r = redis.Redis.from_url(redis_url)
-    kinds = _log_kinds(r)
+    kinds = await wait_for_log(redis_url, "decision", 600)
     # every page view, decision and outcome arrived, as many as the simulator reports
     assert kinds["decision"] == 600 and kinds["impression"] == 600
     assert kinds["view"] == report["page_views"]

@@ -29,7 +29,7 @@ from service.features.builder import row_for_view, rows_for_view, visitor_view
 from service.scoring.bundle import load_bundle
 from service.scoring.predictor import COMPILED_DIR, compiled_cache_path, load_predictor
 from service.settings import DEFAULT_CATALOG, REPO_DIR
-from tests.helpers import fan_profile, store_profile
+from tests.helpers import fan_profile, store_profile, wait_for_log
 
 CATEGORIES = ["running", "hiking", "cycling", "yoga", "camping"]
 DEMO = orjson.loads(DEFAULT_CATALOG.read_bytes())
@@ -90,6 +90,7 @@ async def drive_traffic(
     for start in range(0, len(events), 100):
         resp = await client.post("/v1/events", json={"events": events[start : start + 100]})
         assert resp.status == 202
+    await wait_for_log(redis_url, "decision", n)
     return n, clicks
 
 
