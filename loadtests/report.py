@@ -330,10 +330,13 @@ def render(r: dict[str, Any], previous: str = "") -> str:
         "profile snapshot), 32 MB of AOF per 23,000 decisions, so AOF rewrites (a fork) come "
         "sooner; size `PERSONA_LOG_MAXLEN` and the disk for it.",
         "- Next steps measured to matter: vectorize the cross features over a category index "
-        "(the per-variant loop is 13 of the 24 µs of building a 10-row matrix, idle), cache "
-        "hot profiles client-side with RESP3 invalidation (removes the round trip for a "
-        "visitor's repeated page views — though not in this benchmark, whose reads are "
-        "uniform over 100,000 profiles), and keep one worker per core.",
+        "(the per-variant loop is 13 of the 24 µs of building a 10-row matrix, idle) and "
+        "keep one worker per core.",
+        "- Client-side caching of profiles (RESP3 `CLIENT TRACKING`) was considered and not "
+        "built: on a real page every view posts an event that rewrites the visitor's "
+        "profile, which invalidates the cached copy just before the page asks for its "
+        "decision — the read it would save is the one that has just been invalidated. (It "
+        "would not show in this benchmark either: reads are uniform over 100,000 profiles.)",
         "",
         "## Redis client paths tried",
         "",
@@ -354,10 +357,9 @@ def render(r: dict[str, Any], previous: str = "") -> str:
         "process, commands written straight to the socket, replies parsed by hiredis and "
         "handed to waiters in FIFO order, a timer handle instead of `wait_for`. Concurrent "
         "requests share the connection, so under load their reads are pipelined.",
-        "- **Not tried yet**: server-assisted client-side caching (RESP3 `CLIENT TRACKING`) — "
-        "it would remove the round trip for hot profiles but needs invalidation handling "
-        "on a second connection; worth measuring once the event path writes profiles at "
-        "production rates.",
+        "- **Not built**: server-assisted client-side caching (RESP3 `CLIENT TRACKING`) — see "
+        "the findings: the page's own view event invalidates the profile right before the "
+        "decision that would read it.",
         "",
     ]
     page = "\n".join(lines)
