@@ -26,7 +26,12 @@ import orjson
 
 from loadtests.bench_decide import histogram_quantiles, machine, scrape, start_persona
 from loadtests.generator import http_request, run_sync
-from loadtests.report import EVENTS_SECTION, render_events, replace_section
+from loadtests.report import (
+    EVENTS_SECTION,
+    EVENTS_UNPINNED_SECTION,
+    render_events,
+    replace_section,
+)
 from service.local_redis import LocalRedis
 from service.settings import REPO_DIR
 
@@ -149,7 +154,8 @@ def main() -> int:
     )
     out = Path(args.out)
     page = out.read_text() if out.exists() else ""
-    out.write_text(replace_section(page, EVENTS_SECTION, render_events(results)))
+    name = EVENTS_SECTION if pin else EVENTS_UNPINNED_SECTION
+    out.write_text(replace_section(page, name, render_events(results)))
     print(orjson.dumps({k: v for k, v in results.items() if k != "machine"}).decode())
     return 0
 

@@ -20,3 +20,20 @@ def test_the_decide_page_carries_the_events_section_over() -> None:
     kept = section(old, "events")
     assert kept.startswith("<!-- events:begin -->") and "kept" in kept
     assert section("# no section\n", "events") == ""
+
+
+def test_a_decide_render_keeps_both_events_sections() -> None:
+    from pathlib import Path
+
+    import orjson
+
+    from loadtests.report import EVENTS_SECTION, EVENTS_UNPINNED_SECTION, render
+
+    decide_result = (Path(__file__).parent / "data" / "decide-result.json").read_bytes()
+
+    page = replace_section("# old\n", EVENTS_SECTION, "## Events\n\npinned figures\n")
+    page = replace_section(page, EVENTS_UNPINNED_SECTION, "### Unpinned\n\nfree figures\n")
+    fresh = render(orjson.loads(decide_result), page)
+    assert "# old" not in fresh  # the decide part is rewritten
+    assert "pinned figures" in fresh and "free figures" in fresh
+    assert fresh.index("pinned figures") < fresh.index("free figures")
