@@ -347,6 +347,10 @@ def render(r: dict[str, Any], previous: str = "") -> str:
         "3 ms into one write instead of one task and one syscall per request. Service p50 "
         "532/530 µs before, 516/458 µs after; p99 1,480/1,905 before, 1,593/1,213 after — "
         "the p50 gain is real but small next to the run-to-run noise.",
+        "- The same benchmark without CPU pinning (`--no-pin`, 2026-12-01, straight after "
+        "the run above): service p50 551 µs, p99 2,122 µs, client p99 4,850 µs at 1,000/s; "
+        "saturation 2,000/s for 1 worker and for 2 workers (the floor app: 9,000/s). Letting "
+        "the OS place the processes buys throughput, not latency.",
         "- py-spy on the service at 1,000/s (20,000 profiles): about half of the process's "
         "samples are uvloop's own C code (socket reads and writes, callbacks), a quarter "
         "aiohttp's request cycle, and the decision path (identify, profile read, features, "
