@@ -158,6 +158,8 @@ class Summary:
     conversion_value: float = 0.0
     ratings: list[int] = field(default_factory=list)
     drifts: int = 0
+    rejected: int = 0
+    """Events the service refused one by one (a login without a valid signature...)."""
     shown: list[Shown] = field(default_factory=list)
     errors: int = 0
 
@@ -202,6 +204,7 @@ class Summary:
             "mean_rating": round(float(np.mean(self.ratings)), 3) if self.ratings else None,
             "drifts": self.drifts,
             "errors": self.errors,
+            "rejected_events": self.rejected,
             "ctr_live": overall.get("ctr"),
             "ctr_observed": round(self.clicks / self.decisions, 5) if self.decisions else None,
             "ctr_oracle": overall.get("ctr_oracle"),
@@ -366,7 +369,8 @@ class Simulation:
             # claimed before any await: other sessions run while this one waits
             self._reserved += len(slots)
             try:
-                await _post(http, "/v1/events", {"events": events})
+                refused = await _post(http, "/v1/events", {"events": events})
+                summary.rejected += refused  # not `+= await`: it would lose concurrent counts
                 summary.page_views += 1
                 if slots:
                     await self._decide(http, person, vid, ctx, slots, summary, rate)
@@ -440,7 +444,8 @@ class Simulation:
                 summary.conversion_value += e["value"]
             elif e["type"] == "feedback":
                 summary.ratings.append(e["rating"])
-        await _post(http, "/v1/events", {"events": follow})
+        refused = await _post(http, "/v1/events", {"events": follow})
+        summary.rejected += refused
 
     def _truth(self, person: Person, variant: Variant, ctx: Context, now: float) -> float:
         """The true click probability, with the person's fatigue with this variant."""
@@ -545,9 +550,11 @@ async def simulate(
     return await sim.run(decisions, rate, concurrency, progress)
 
 
-async def _post(http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> None:
+async def _post(http: aiohttp.ClientSession, path: str, body: dict[str, Any]) -> int:
+    """Post a batch of events; the number the service rejected one by one."""
     async with http.post(path, json=body) as resp:
         if resp.status >= 400:
             raise aiohttp.ClientResponseError(
                 resp.request_info, (), status=resp.status, message=await resp.text()
             )
+        return int((await resp.json()).get("rejected", 0))

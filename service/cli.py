@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated visitors with latent, drifting tastes visit in sessions (some "
         "log in, some on a second device), view pages, get decisions from --url, and click, "
         "convert and rate by their true preferences; prints the live CTR by policy next to "
-        "the oracle's and random's. Logins need the site secret (PERSONA_SITE_SECRET in the "
-        "environment) to sign customer ids as the site's server would.",
+        "the oracle's and random's. Logins need the site secret to sign customer ids as the "
+        "site's server would: PERSONA_SITE_SECRET, else the one a local service generated in "
+        "PERSONA_DATA_DIR (default .persona); without either nobody logs in.",
     )
     sim.add_argument("--url", default="http://127.0.0.1:8080", help="the service")
     sim.add_argument("--visitors", type=int, default=2000)
@@ -254,6 +255,20 @@ def _log_window(
     return read_exported(Path(parquet), start), known.get
 
 
+def _dev_site_secret() -> str | None:
+    """The site secret a local service generated for itself (``PERSONA_DATA_DIR``), if any."""
+    from pathlib import Path
+
+    import orjson
+
+    path = Path(os.environ.get("PERSONA_DATA_DIR") or ".persona") / "secrets.json"
+    try:
+        value = orjson.loads(path.read_bytes()).get("site_secret")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
 def _simulate(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -269,7 +284,7 @@ def _simulate(args: argparse.Namespace) -> int:
             args.rate,
             args.seed,
             concurrency=args.concurrency,
-            site_secret=os.environ.get("PERSONA_SITE_SECRET") or None,
+            site_secret=os.environ.get("PERSONA_SITE_SECRET") or _dev_site_secret(),
             progress=True,
         )
     )

@@ -34,6 +34,7 @@ async def test_simulated_visits_reach_the_service_as_a_site_would_send_them(
     summary = await sim.run(600, rate=5000.0, concurrency=2)
     report = summary.report()
     assert report["decisions"] == 600 and report["errors"] == 0
+    assert report["rejected_events"] == 0
     assert 0 < report["returning_sessions"] < report["sessions"] <= report["page_views"]
     assert report["logins"] > 0 and report["second_device_sessions"] > 0
     assert report["feedback"] > 0 and report["clicks"] > 0
@@ -119,3 +120,29 @@ async def test_the_simulate_command(app_client: Any, make_settings: Any, tmp_pat
     report = orjson.loads(out)
     assert report["decisions"] == 20 and report["errors"] == 0 and report["ctr_oracle"] > 0
     assert orjson.loads(out_file.read_bytes()) == report
+
+
+async def test_the_simulate_command_signs_logins_with_a_local_services_secret(
+    app_client: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    client = await app_client(make_settings())
+    url = str(client.make_url("")).rstrip("/")
+    # what `scripts/run` leaves behind when no secrets are configured
+    (tmp_path / "secrets.json").write_bytes(orjson.dumps({"site_secret": SITE_SECRET}))
+    args = ["--url", url, "--visitors", "30", "--decisions", "120", "--rate", "2000"]
+    done = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "simulate",
+        *args,
+        cwd=REPO_DIR,
+        env={"PERSONA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(done.communicate(), 120)
+    assert done.returncode == 0, err.decode()
+    report = orjson.loads(out)
+    assert report["logins"] > 0 and report["errors"] == 0
+    assert report["rejected_events"] == 0  # every login's signature was accepted
