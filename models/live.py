@@ -53,6 +53,7 @@ import numpy as np
 from models.simulator import (
     DEFAULT_PARAMS,
     PLACEMENT_PAGES,
+    REFERENCE_NOW,
     SimParams,
     Visitor,
     World,
@@ -234,10 +235,13 @@ class Simulation:
         self.world = world if world is not None else make_world()
         self.site_secret = site_secret
         self.rng = np.random.default_rng(seed)
+        # everyone starts unknown, so no history is simulated: the draws (tastes, devices,
+        # appeal) then depend on the seed alone, not on the wall clock a history would use
+        fresh = dataclasses.replace(params, new_visitor_share=1.0)
         self.people = [
             self._person(i, v)
             for i, v in enumerate(
-                make_population(visitors, self.rng, time.time(), world=self.world, params=params)
+                make_population(visitors, self.rng, REFERENCE_NOW, world=self.world, params=fresh)
             )
         ]
         self.appeal = {

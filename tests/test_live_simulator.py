@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 import redis
 
 from models.live import Simulation
@@ -74,12 +76,16 @@ def test_fatigue_grows_with_unclicked_impressions_and_fades_over_days() -> None:
     assert abs(rested - fresh) < abs(tired - fresh) / 2
 
 
-def test_each_variant_has_its_own_appeal_fixed_by_the_seed() -> None:
-    a = Simulation("http://unused", visitors=3, seed=4).appeal
-    b = Simulation("http://unused", visitors=3, seed=4).appeal
-    c = Simulation("http://unused", visitors=3, seed=5).appeal
-    assert a == b and a != c
-    assert np.std(list(a.values())) > 0.3
+def test_the_seed_alone_fixes_the_people_and_the_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = Simulation("http://unused", visitors=2000, seed=4)
+    later = time.time() + 5400.0
+    monkeypatch.setattr(time, "time", lambda: later)  # another hour must not change anything
+    again = Simulation("http://unused", visitors=2000, seed=4)
+    other = Simulation("http://unused", visitors=40, seed=5)
+    assert first.appeal == again.appeal and first.appeal != other.appeal
+    assert [p.tastes.prefs for p in first.people] == [p.tastes.prefs for p in again.people]
+    assert [p.devices for p in first.people] == [p.devices for p in again.people]
+    assert np.std(list(first.appeal.values())) > 0.3  # each variant has its own appeal
 
 
 def test_ratings_follow_relevance() -> None:
