@@ -25,8 +25,8 @@ def test_one_turn_of_the_loop_beats_the_bundled_model_on_the_same_requests(
         # a small turn: a site whose creatives differ clearly (appeal spread 1.0 log-odds)
         # makes the direction certain at this size; the full-size benchmark uses 0.6
         config = LoopConfig(
-            visitors=400,
-            decisions=4000,
+            visitors=800,
+            decisions=8000,
             rate=2000.0,
             seed=14,
             live=dataclasses.replace(LIVE_PARAMS, appeal_sigma=1.0),
