@@ -144,3 +144,30 @@ async def test_every_logged_choice_replays_from_its_decision_id(
         assert (choice.policy, choice.propensity) == (e["policy"], e["propensity"])
         policies.add(e["policy"])
     assert policies == {"model", "explore"}  # both kinds of choice were replayed
+
+
+async def test_entries_queued_within_the_window_go_out_together_and_drain_flushes_them(
+    redis_url: str,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from service.decide.record import FLUSH_S, DecisionRecorder
+    from service.metrics import Metrics
+    from service.store.resp import PipelinedConnection
+
+    conn = PipelinedConnection(redis_url, 1.0)
+    recorder = DecisionRecorder(conn, Metrics(CollectorRegistry()), 1000, 1.0)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        for i in range(5):
+            recorder.record(VID, [{"type": "decision", "decision_id": f"g{i}", "timestamp": 1.0}])
+        assert r.xlen(log_key(partition(VID))) == 0  # queued, not yet written
+        await asyncio.sleep(FLUSH_S * 10)
+        assert r.xlen(log_key(partition(VID))) == 5  # one write after the window
+        assert not recorder._pending
+        recorder.record(VID, [{"type": "decision", "decision_id": "late", "timestamp": 1.0}])
+        await recorder.drain()  # at shutdown: nothing queued is left behind
+        assert r.xlen(log_key(partition(VID))) == 6
+    finally:
+        r.close()
+        await conn.aclose()

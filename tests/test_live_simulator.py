@@ -104,12 +104,8 @@ def test_ratings_follow_relevance() -> None:
     assert np.mean(ratings[best.id]) > 5.5 and np.mean(ratings[worst.id]) < 2.5
 
 
-async def test_the_simulate_command(app_client: Any, make_settings: Any, tmp_path: Path) -> None:
-    client = await app_client(make_settings())
-    url = str(client.make_url("")).rstrip("/")
-    out_file = tmp_path / "summary.json"
-    args = ["--url", url, "--visitors", "5", "--decisions", "20", "--rate", "500"]
-    args += ["--out", str(out_file)]
+async def _simulate_command(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run ``python -m service simulate`` and return its summary."""
     done = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -117,13 +113,24 @@ async def test_the_simulate_command(app_client: Any, make_settings: Any, tmp_pat
         "simulate",
         *args,
         cwd=REPO_DIR,
-        env={"PERSONA_SITE_SECRET": SITE_SECRET, "PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(done.communicate(), 120)
     assert done.returncode == 0, err.decode()
-    report = orjson.loads(out)
+    report: dict[str, Any] = orjson.loads(out)
+    return report
+
+
+async def test_the_simulate_command(app_client: Any, make_settings: Any, tmp_path: Path) -> None:
+    client = await app_client(make_settings())
+    url = str(client.make_url("")).rstrip("/")
+    out_file = tmp_path / "summary.json"
+    args = ["--url", url, "--visitors", "5", "--decisions", "20", "--rate", "500"]
+    report = await _simulate_command(
+        [*args, "--out", str(out_file)], {"PERSONA_SITE_SECRET": SITE_SECRET}
+    )
     assert report["decisions"] == 20 and report["errors"] == 0 and report["ctr_oracle"] > 0
     assert orjson.loads(out_file.read_bytes()) == report
 
@@ -136,19 +143,6 @@ async def test_the_simulate_command_signs_logins_with_a_local_services_secret(
     # what `scripts/run` leaves behind when no secrets are configured
     (tmp_path / "secrets.json").write_bytes(orjson.dumps({"site_secret": SITE_SECRET}))
     args = ["--url", url, "--visitors", "30", "--decisions", "120", "--rate", "2000"]
-    done = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "simulate",
-        *args,
-        cwd=REPO_DIR,
-        env={"PERSONA_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(done.communicate(), 120)
-    assert done.returncode == 0, err.decode()
-    report = orjson.loads(out)
+    report = await _simulate_command(args, {"PERSONA_DATA_DIR": str(tmp_path)})
     assert report["logins"] > 0 and report["errors"] == 0
     assert report["rejected_events"] == 0  # every login's signature was accepted
