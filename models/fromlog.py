@@ -26,13 +26,10 @@ from service.catalog.model import Catalog
 from service.decide.record import context_of
 from service.events.log import entries_since
 from service.features.builder import row_for_view, visitor_view
-from service.features.schema import FEATURE_NAMES, N_FEATURES, schema_hash
+from service.features.schema import FEATURE_NAMES, N_FEATURES
 from service.scoring.bundle import (
-    MODEL_FILE,
     Manifest,
-    file_sha256,
     load_bundle,
-    write_manifest,
 )
 from service.scoring.predictor import COMPILED_DIR, compile_bundle
 
@@ -156,7 +153,7 @@ def train_from_rows(
     """
     import lightgbm
 
-    from models.train import LGB_PARAMS, auc, logloss
+    from models.train import LGB_PARAMS, auc, logloss, write_bundle
 
     n = len(rows.y)
     if n < 200 or rows.y.sum() < 10:
@@ -176,17 +173,14 @@ def train_from_rows(
     p_valid = np.asarray(
         booster.predict(rows.x[cut:], num_iteration=booster.best_iteration), dtype=np.float64
     )
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / MODEL_FILE
-    booster.save_model(str(model_path), num_iteration=booster.best_iteration)
-    sha = file_sha256(model_path)
     first, last = float(rows.t[0]), float(rows.t[-1])
     day = datetime.fromtimestamp(last, UTC)
-    manifest = Manifest(
-        version=f"log-{day:%Y%m%d}-{sha[:8]}",
-        feature_names=FEATURE_NAMES,
-        schema_hash=schema_hash(),
-        model_sha256=sha,
+    manifest = write_bundle(
+        out,
+        booster,
+        prefix="log",
+        day=day,
+        num_iteration=booster.best_iteration,
         objective=str(params["objective"]),
         num_trees=booster.best_iteration or booster.num_trees(),
         metrics={
@@ -213,7 +207,6 @@ def train_from_rows(
         },
         created_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     )
-    write_manifest(out, manifest)
     if compile_predictor:
         compile_bundle(load_bundle(out), out / COMPILED_DIR)
     return manifest

@@ -67,6 +67,42 @@ LGB_PARAMS: dict[str, Any] = {
 }
 
 
+def write_bundle(
+    out: Path,
+    booster: Any,
+    *,
+    prefix: str,
+    day: datetime,
+    objective: str,
+    num_trees: int,
+    metrics: dict[str, Any],
+    training: dict[str, Any],
+    created_at: str,
+    num_iteration: int | None = None,
+) -> Manifest:
+    """Save ``booster`` (its first ``num_iteration`` trees) and its manifest under ``out``.
+
+    The version is ``<prefix>-<day>-<first 8 hex of the model's SHA-256>``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = out / MODEL_FILE
+    booster.save_model(str(model_path), num_iteration=num_iteration)
+    sha = file_sha256(model_path)
+    manifest = Manifest(
+        version=f"{prefix}-{day:%Y%m%d}-{sha[:8]}",
+        feature_names=FEATURE_NAMES,
+        schema_hash=schema_hash(),
+        model_sha256=sha,
+        objective=objective,
+        num_trees=num_trees,
+        metrics=metrics,
+        training=training,
+        created_at=created_at,
+    )
+    write_manifest(out, manifest)
+    return manifest
+
+
 def auc(y: npt.NDArray[np.float64], score: npt.NDArray[np.float64]) -> float:
     """Area under the ROC curve of ``score`` for binary labels ``y`` (ties count half)."""
     positives = float(y.sum())
@@ -205,16 +241,12 @@ def train(out: Path, seed: int, rows: int, *, quiet: bool = False) -> Manifest:
         },
     }
 
-    out.mkdir(parents=True, exist_ok=True)
-    model_path = out / MODEL_FILE
-    booster.save_model(str(model_path))
-    sha = file_sha256(model_path)
     day = datetime.fromtimestamp(REFERENCE_NOW, UTC)
-    manifest = Manifest(
-        version=f"default-{day:%Y%m%d}-{sha[:8]}",
-        feature_names=FEATURE_NAMES,
-        schema_hash=schema_hash(),
-        model_sha256=sha,
+    manifest = write_bundle(
+        out,
+        booster,
+        prefix="default",
+        day=day,
         objective=str(lgb_params["objective"]),
         num_trees=booster.num_trees(),
         metrics=metrics,
@@ -233,7 +265,7 @@ def train(out: Path, seed: int, rows: int, *, quiet: bool = False) -> Manifest:
         },
         created_at=day.isoformat().replace("+00:00", "Z"),
     )
-    write_manifest(out, manifest)
+    model_path = out / MODEL_FILE
     done = time.perf_counter()
 
     say(
