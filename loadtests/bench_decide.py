@@ -232,13 +232,24 @@ def measure(
 def saturation(
     server: Server, factory: Any, rates: list[int], step_s: float, with_service: bool = True
 ) -> dict[str, Any]:
-    """Step the open-loop rate up; the last step kept (rate achieved, p99 < 20 ms, 0 errors)."""
+    """Step the open-loop rate up; the last step kept.
+
+    A step is kept when its rate was achieved with 0 errors, client p99 under
+    20 ms and at most 1 % of decisions served as fallbacks: defaults served
+    because Redis answered late are cheap, and would otherwise count as
+    throughput the service did not really have.
+    """
     steps = []
     best = 0
     for rate in rates:
         row = measure(server, factory, rate, step_s, with_service)
         c = row["client"]
-        ok = c["errors"] == 0 and c["achieved_rate"] >= 0.97 * rate and c["p99_us"] < 20_000
+        ok = (
+            c["errors"] == 0
+            and c["achieved_rate"] >= 0.97 * rate
+            and c["p99_us"] < 20_000
+            and row.get("fallbacks", 0.0) <= 0.01 * c["requests"]
+        )
         steps.append({"rate": rate, "ok": ok, **row})
         if not ok:
             break
@@ -325,7 +336,7 @@ def main() -> int:
                     measure(server, factory, 500, 3.0)  # warm-up
                     if workers == 1:
                         results["persona_1000"] = measure(server, factory, 1000, duration)
-                    rates = [1000, 1500, 2000, 3000, 3500, 4000, 4500, 5000, 6000, 7000]
+                    rates = [1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000, 6000, 7000]
                     results[f"saturation_{workers}w"] = saturation(server, factory, rates, step)
                 finally:
                     server.stop()

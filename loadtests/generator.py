@@ -15,6 +15,7 @@ import asyncio
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -114,18 +115,28 @@ async def run(
     duration_s: float,
     seed: int = 1,
     timeout_s: float = 5.0,
+    connections: int = 32,
 ) -> Result:
-    """Send ``rate`` requests per second for ``duration_s`` seconds; measure each."""
+    """Send ``rate`` requests per second for ``duration_s`` seconds; measure each.
+
+    ``connections`` are opened before the first request and used in turn
+    (the longest idle first), as many visitors' browsers would: reusing the
+    most recent one instead would put nearly every request on one
+    connection, hence on one worker process of a multi-worker server.
+    """
     loop = asyncio.get_running_loop()
     rng = random.Random(seed)
-    idle: list[_Conn] = []
+    idle: deque[_Conn] = deque()
+    for _ in range(connections):
+        _, opened = await loop.create_connection(_Conn, host, port)
+        idle.append(opened)
     result = Result(rate, duration_s)
     pending: set[asyncio.Task[None]] = set()
 
     async def one(intended: float, payload: bytes) -> None:
         conn = None
         while idle:
-            candidate = idle.pop()
+            candidate = idle.popleft()
             if not candidate.closed:
                 conn = candidate
                 break

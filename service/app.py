@@ -111,7 +111,10 @@ def create_app(
         else:
             fetcher = RedisPyFetcher(client)
         breaker = Breaker(
-            settings.breaker_failures, settings.breaker_cooldown_ms / 1000, time.monotonic
+            settings.breaker_failures,
+            settings.breaker_cooldown_ms / 1000,
+            time.monotonic,
+            settings.breaker_cooldown_max_ms / 1000,
         )
         engine = DecisionEngine(
             EngineConfig(

@@ -44,7 +44,8 @@ class Settings:
     redis_connect_timeout_ms: float = 250.0
     redis_client: str = "fast"
     breaker_failures: int = 5
-    breaker_cooldown_ms: float = 1000.0
+    breaker_cooldown_ms: float = 100.0
+    breaker_cooldown_max_ms: float = 5000.0
     cookie_name: str = "persona_vid"
     cookie_secrets: tuple[str, ...] = ()
     cookie_max_age_s: int = 396 * 86400
@@ -244,7 +245,13 @@ SPECS: tuple[Spec, ...] = (
         "breaker_cooldown_ms",
         "PERSONA_BREAKER_COOLDOWN_MS",
         _float_range(10, 600000),
-        "How long an open breaker fails fast before it probes Redis again.",
+        "How long an open breaker fails fast before it probes Redis again (the first time).",
+    ),
+    Spec(
+        "breaker_cooldown_max_ms",
+        "PERSONA_BREAKER_COOLDOWN_MAX_MS",
+        _float_range(10, 600000),
+        "Longest cool-down: each failed probe doubles it up to this; a success resets it.",
     ),
     Spec("cookie_name", "PERSONA_COOKIE_NAME", str, "Name of the visitor cookie."),
     Spec(

@@ -50,3 +50,24 @@ def test_success_resets_consecutive_count() -> None:
     b.failure()
     b.failure()
     assert b.state == CLOSED
+
+
+def test_cooldown_doubles_while_probes_fail_and_resets_on_success() -> None:
+    clock = Clock()
+    b = Breaker(1, 0.25, clock, max_cooldown_s=0.75)
+    b.failure()  # opened: first cool-down 0.25 s
+    waits = []
+    for _ in range(4):
+        start = clock.t
+        while not b.allow():
+            clock.t += 0.125
+        waits.append(clock.t - start)
+        b.failure()  # the probe failed
+    assert waits == [0.25, 0.5, 0.75, 0.75]
+    clock.t += 0.75
+    assert b.allow()
+    b.success()
+    assert b.state == CLOSED and b.cooldown_s == 0.25
+    b.failure()
+    clock.t += 0.25
+    assert b.allow()  # back to the short cool-down

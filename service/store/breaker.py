@@ -2,7 +2,10 @@
 
 While open, reads fail at once (the slot's default is served) instead of each
 request waiting out its timeout; after the cool-down one probe is let through
-(half-open) and its outcome closes or re-opens the breaker.
+(half-open) and its outcome closes or re-opens the breaker. The cool-down
+starts short, so a blip of a few late replies (a busy or paused host) costs a
+fraction of a second of defaults rather than a whole second, and doubles with
+each failed probe up to a ceiling, so a Redis that stays down is probed rarely.
 """
 
 from __future__ import annotations
@@ -15,8 +18,16 @@ CLOSED, OPEN, HALF_OPEN = 0, 1, 2
 class Breaker:
     """Consecutive-failure circuit breaker with an injected clock."""
 
-    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        failures: int,
+        cooldown_s: float,
+        clock: Callable[[], float],
+        max_cooldown_s: float | None = None,
+    ) -> None:
         self.threshold = failures
+        self.base_cooldown_s = cooldown_s
+        self.max_cooldown_s = max(cooldown_s, max_cooldown_s or cooldown_s)
         self.cooldown_s = cooldown_s
         self._clock = clock
         self.state = CLOSED
@@ -43,11 +54,14 @@ class Breaker:
         self.state = CLOSED
         self._failures = 0
         self._probing = False
+        self.cooldown_s = self.base_cooldown_s
 
     def failure(self) -> bool:
         """Record a failed call; return True if this opened the breaker."""
         self._failures += 1
         if self.state == HALF_OPEN or self._failures >= self.threshold:
+            if self.state == HALF_OPEN:  # the probe failed: Redis is still down
+                self.cooldown_s = min(self.cooldown_s * 2, self.max_cooldown_s)
             opened = self.state != OPEN
             self.state = OPEN
             self._open_until = self._clock() + self.cooldown_s
