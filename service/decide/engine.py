@@ -75,6 +75,7 @@ class DecisionEngine:
         self.recorder: DecisionRecorder | None = None
         self.shadow: LoadedModel | None = None
         self.model: LoadedModel | None = None
+        self._breaker_state = -1  # last state published to the gauge
 
     def new_decision_id(self, now: float) -> str:
         """A time-ordered, unique decision id (27 hex characters)."""
@@ -82,7 +83,8 @@ class DecisionEngine:
 
     async def _read_profile(
         self, visitor_id: str, started: float
-    ) -> tuple[Profile | None, str | None, float]:
+    ) -> tuple[Profile | None, bytes | None, str | None, float]:
+        """The profile, its stored bytes (when it decoded), a fallback reason, the time."""
         remaining = self.config.deadline_s - (perf_counter() - started) - SCORING_RESERVE_S
         timeout = max(min(self.config.redis_timeout_s, remaining), 0.0001)
         t = perf_counter()
@@ -90,17 +92,22 @@ class DecisionEngine:
             raw = await self.store.read(visitor_id, timeout)
         except StoreError as exc:
             self.metrics.redis_errors.labels(exc.reason).inc()
-            return None, exc.reason, perf_counter() - t
+            return None, None, exc.reason, perf_counter() - t
         finally:
-            self.metrics.breaker_state.set(self.store.breaker.state)
+            state = self.store.breaker.state
+            if state != self._breaker_state:
+                self._breaker_state = state
+                self.metrics.breaker_state.set(state)
         profile = decode_profile(raw)
-        if raw is not None and profile is None:
-            self.metrics.profile_decode_errors.inc()
-        alias = profile.get("alias") if profile is not None else None
+        if profile is None:
+            if raw is not None:
+                self.metrics.profile_decode_errors.inc()
+            return None, None, None, perf_counter() - t
+        alias = profile.get("alias")
         if isinstance(alias, str):
             # an id linked to a customer (a device whose cookie predates the login)
             return await self._read_profile(alias, started)
-        return profile, None, perf_counter() - t
+        return profile, raw, None, perf_counter() - t
 
     async def decide(self, req: DecideRequest, started: float) -> tuple[list[Decision], StageTimes]:
         """Decide every requested placement; never raises."""
@@ -112,10 +119,13 @@ class DecisionEngine:
             if catalog is not None and p in catalog.placements
         ]
         profile: Profile | None = None
+        stored: bytes | None = None
         reason: str | None = None
         redis_s = 0.0
         if wanted and req.identity.known and req.identity.visitor_id is not None:
-            profile, reason, redis_s = await self._read_profile(req.identity.visitor_id, started)
+            profile, stored, reason, redis_s = await self._read_profile(
+                req.identity.visitor_id, started
+            )
         if reason is None and model is None:
             reason = "no_model"
         view: VisitorView | None = None
@@ -175,7 +185,7 @@ class DecisionEngine:
                     entry(
                         d,
                         req.context,
-                        profile,
+                        stored,
                         now,
                         catalog.version,
                         catalog.placements[d.placement].explore_share,

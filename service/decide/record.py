@@ -36,12 +36,16 @@ FLUSH_S = 0.003
 def entry(
     decision: Decision,
     ctx: Context,
-    profile: Profile | None,
+    profile: Profile | bytes | None,
     now: float,
     catalog_version: str,
     explore_share: float,
 ) -> dict[str, Any]:
-    """The log entry of one decision."""
+    """The log entry of one decision.
+
+    ``profile`` is the profile as read: its stored JSON bytes go into the entry
+    as they are (not decoded and encoded again), or a decoded profile.
+    """
     return {
         "type": "decision",
         "event_id": decision.decision_id,
@@ -66,7 +70,7 @@ def entry(
             "hour": ctx.hour,
             "dow": ctx.dow,
         },
-        "profile": profile,
+        "profile": orjson.Fragment(profile) if isinstance(profile, bytes) else profile,
         "shadow": None
         if decision.shadow is None
         else {"model_version": decision.shadow[0], "scores": list(decision.shadow[1])},
