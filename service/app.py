@@ -115,6 +115,7 @@ def create_app(
             settings.breaker_cooldown_ms / 1000,
             time.monotonic,
             settings.breaker_cooldown_max_ms / 1000,
+            min_span_s=settings.redis_timeout_ms / 1000,
         )
         engine = DecisionEngine(
             EngineConfig(

@@ -71,3 +71,21 @@ def test_cooldown_doubles_while_probes_fail_and_resets_on_success() -> None:
     b.failure()
     clock.t += 0.25
     assert b.allow()  # back to the short cool-down
+
+
+def test_failures_at_one_instant_do_not_open_it() -> None:
+    """A paused host times out every read in flight at once: not a sign Redis is down."""
+    clock = Clock()
+    b = Breaker(3, 0.25, clock, min_span_s=0.003)
+    for _ in range(10):
+        b.failure()
+    assert b.state == CLOSED and b.allow()
+    clock.t = 0.004  # failures keep coming, reads started one after the other
+    assert b.failure() and b.state == OPEN
+    b2 = Breaker(3, 0.25, clock, min_span_s=0.003)
+    b2.failure()
+    b2.success()  # a success in between starts the span again
+    clock.t = 0.008
+    b2.failure()
+    b2.failure()
+    assert not b2.failure() and b2.state == CLOSED

@@ -6,6 +6,11 @@ request waiting out its timeout; after the cool-down one probe is let through
 starts short, so a blip of a few late replies (a busy or paused host) costs a
 fraction of a second of defaults rather than a whole second, and doubles with
 each failed probe up to a ceiling, so a Redis that stays down is probed rarely.
+
+Failures only open the breaker when they are spread over at least
+``min_span_s`` (the read timeout): when the host pauses, every read in flight
+times out at the same instant, which says nothing about Redis, while a Redis
+that is down or hung keeps failing reads started one after the other.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ class Breaker:
         cooldown_s: float,
         clock: Callable[[], float],
         max_cooldown_s: float | None = None,
+        min_span_s: float = 0.0,
     ) -> None:
         self.threshold = failures
+        self.min_span_s = min_span_s
+        self._first_failure = 0.0
         self.base_cooldown_s = cooldown_s
         self.max_cooldown_s = max(cooldown_s, max_cooldown_s or cooldown_s)
         self.cooldown_s = cooldown_s
@@ -58,13 +66,17 @@ class Breaker:
 
     def failure(self) -> bool:
         """Record a failed call; return True if this opened the breaker."""
+        now = self._clock()
+        if self._failures == 0:
+            self._first_failure = now
         self._failures += 1
-        if self.state == HALF_OPEN or self._failures >= self.threshold:
+        spread = now - self._first_failure >= self.min_span_s
+        if self.state == HALF_OPEN or (self._failures >= self.threshold and spread):
             if self.state == HALF_OPEN:  # the probe failed: Redis is still down
                 self.cooldown_s = min(self.cooldown_s * 2, self.max_cooldown_s)
             opened = self.state != OPEN
             self.state = OPEN
-            self._open_until = self._clock() + self.cooldown_s
+            self._open_until = now + self.cooldown_s
             self._probing = False
             return opened
         return False
