@@ -171,3 +171,43 @@ async def test_entries_queued_within_the_window_go_out_together_and_drain_flushe
     finally:
         r.close()
         await conn.aclose()
+
+
+async def test_entries_are_built_when_written_not_while_the_request_waits(
+    redis_url: str,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from service.decide.record import DecisionRecorder
+    from service.metrics import Metrics
+    from service.store.resp import PipelinedConnection
+
+    conn = PipelinedConnection(redis_url, 1.0)
+    metrics = Metrics(CollectorRegistry())
+    recorder = DecisionRecorder(conn, metrics, 1000, 1.0)
+    built: list[str] = []
+
+    def build(decision_id: str) -> list[dict[str, Any]]:
+        built.append(decision_id)
+        return [{"type": "decision", "decision_id": decision_id, "timestamp": 1.0}]
+
+    def broken() -> list[dict[str, Any]]:
+        raise ValueError("cannot build")
+
+    r = redis.Redis.from_url(redis_url)
+    try:
+        recorder.record_later(VID, lambda: build("b1"))
+        recorder.record_later(VID, broken)
+        recorder.record_later(VID, lambda: build("b2"))
+        assert built == []  # nothing built or encoded on the request's time
+        await recorder.drain()
+        assert built == ["b1", "b2"]
+        entries = r.xrange(log_key(partition(VID)))
+        assert [orjson.loads(fields[b"e"])["decision_id"] for _, fields in entries] == ["b1", "b2"]
+        failed = metrics.registry.get_sample_value(
+            "persona_decisions_logged_total", {"outcome": "failed"}
+        )
+        assert failed == 1.0  # the broken one is counted, the others still written
+    finally:
+        r.close()
+        await conn.aclose()

@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -25,6 +26,7 @@ from service.decide.eligibility import Facts, eligible
 from service.decide.record import DecisionRecorder, entry
 from service.decide.types import DecideRequest, Decision, StageTimes
 from service.features.builder import VisitorView, rows_for_view, visitor_view
+from service.features.context import Context
 from service.features.profile import Profile, decode_profile
 from service.metrics import Metrics
 from service.scoring.bundle import Manifest
@@ -35,6 +37,17 @@ from service.store.profiles import ProfileStore
 log = logging.getLogger(__name__)
 
 SCORING_RESERVE_S = 0.0005
+
+
+def _entries(
+    decisions: list[Decision], ctx: Context, stored: bytes | None, now: float, catalog: Catalog
+) -> list[dict[str, Any]]:
+    """The log entries of one request's decisions (built after the answer has gone)."""
+    return [
+        entry(d, ctx, stored, now, catalog.version, catalog.placements[d.placement].explore_share)
+        for d in decisions
+        if d.placement in catalog.placements
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,20 +192,8 @@ class DecisionEngine:
             decisions.append(decision)
         vid = req.identity.visitor_id
         if self.recorder is not None and vid is not None and catalog is not None:
-            self.recorder.record(
-                vid,
-                [
-                    entry(
-                        d,
-                        req.context,
-                        stored,
-                        now,
-                        catalog.version,
-                        catalog.placements[d.placement].explore_share,
-                    )
-                    for d in decisions
-                    if d.placement in catalog.placements
-                ],
+            self.recorder.record_later(
+                vid, partial(_entries, decisions, req.context, stored, now, catalog)
             )
         return decisions, StageTimes(redis=redis_s, features=features_s, score=score_s)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -93,25 +93,53 @@ class DecisionRecorder:
         self.maxlen = maxlen
         self.timeout_s = timeout_s
         self._pending: set[asyncio.Task[None]] = set()
-        self._queued: list[bytes] = []
+        self._queued: list[tuple[str, Callable[[], Sequence[dict[str, Any]]]]] = []
         self._flush_at: asyncio.TimerHandle | None = None
 
     def record(self, visitor_id: str, entries: Sequence[dict[str, Any]]) -> None:
         """Queue the entries of one request (written within FLUSH_S, not awaited)."""
-        key = log_key(partition(visitor_id))
-        self._queued.extend(
-            encode_command(
-                "XADD", key, "MAXLEN", "~", self.maxlen, "*", "v", visitor_id, "e", orjson.dumps(e)
-            )
-            for e in entries
-        )
+        self.record_later(visitor_id, lambda: entries)
+
+    def record_later(self, visitor_id: str, build: Callable[[], Sequence[dict[str, Any]]]) -> None:
+        """Queue a request's entries, built by ``build`` when they are written."""
+        self._queued.append((visitor_id, build))
         if self._flush_at is None:
             # one write (one task, one syscall) for all the requests of the next few ms
             self._flush_at = asyncio.get_running_loop().call_later(FLUSH_S, self._flush)
 
+    def _encode(
+        self, queued: list[tuple[str, Callable[[], Sequence[dict[str, Any]]]]]
+    ) -> list[bytes]:
+        commands: list[bytes] = []
+        for visitor_id, build in queued:
+            key = log_key(partition(visitor_id))
+            try:
+                entries = build()
+            except Exception:
+                log.exception("could not build a decision log entry")
+                self.metrics.decisions_logged.labels("failed").inc()
+                continue
+            commands.extend(
+                encode_command(
+                    "XADD",
+                    key,
+                    "MAXLEN",
+                    "~",
+                    self.maxlen,
+                    "*",
+                    "v",
+                    visitor_id,
+                    "e",
+                    orjson.dumps(e),
+                )
+                for e in entries
+            )
+        return commands
+
     def _flush(self) -> None:
         self._flush_at = None
-        commands, self._queued = self._queued, []
+        queued, self._queued = self._queued, []
+        commands = self._encode(queued)
         if commands:
             task = asyncio.get_running_loop().create_task(self._send(commands))
             self._pending.add(task)
