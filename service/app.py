@@ -116,6 +116,7 @@ def create_app(
             time.monotonic,
             settings.breaker_cooldown_max_ms / 1000,
             min_span_s=settings.redis_timeout_ms / 1000,
+            on_change=metrics.breaker_state.set,
         )
         engine = DecisionEngine(
             EngineConfig(

@@ -89,3 +89,17 @@ def test_failures_at_one_instant_do_not_open_it() -> None:
     b2.failure()
     b2.failure()
     assert not b2.failure() and b2.state == CLOSED
+
+
+def test_each_state_change_is_reported_once() -> None:
+    clock = Clock()
+    seen: list[int] = []
+    b = Breaker(2, 0.25, clock, on_change=seen.append)
+    b.failure()
+    b.failure()  # opens
+    b.failure()  # already open: no new report
+    clock.t = 0.5
+    assert b.allow()  # half-open
+    b.success()  # closes
+    b.success()  # still closed: no new report
+    assert seen == [OPEN, HALF_OPEN, CLOSED]

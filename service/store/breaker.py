@@ -30,8 +30,10 @@ class Breaker:
         clock: Callable[[], float],
         max_cooldown_s: float | None = None,
         min_span_s: float = 0.0,
+        on_change: Callable[[int], None] | None = None,
     ) -> None:
         self.threshold = failures
+        self._on_change = on_change
         self.min_span_s = min_span_s
         self._first_failure = 0.0
         self.base_cooldown_s = cooldown_s
@@ -50,7 +52,7 @@ class Breaker:
         if self.state == OPEN:
             if self._clock() < self._open_until:
                 return False
-            self.state = HALF_OPEN
+            self._set(HALF_OPEN)
             self._probing = False
         if self._probing:
             return False
@@ -59,7 +61,7 @@ class Breaker:
 
     def success(self) -> None:
         """Record a successful call; closes the breaker."""
-        self.state = CLOSED
+        self._set(CLOSED)
         self._failures = 0
         self._probing = False
         self.cooldown_s = self.base_cooldown_s
@@ -75,8 +77,14 @@ class Breaker:
             if self.state == HALF_OPEN:  # the probe failed: Redis is still down
                 self.cooldown_s = min(self.cooldown_s * 2, self.max_cooldown_s)
             opened = self.state != OPEN
-            self.state = OPEN
+            self._set(OPEN)
             self._open_until = now + self.cooldown_s
             self._probing = False
             return opened
         return False
+
+    def _set(self, state: int) -> None:
+        if state != self.state:
+            self.state = state
+            if self._on_change is not None:
+                self._on_change(state)
