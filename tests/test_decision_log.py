@@ -113,7 +113,7 @@ async def test_a_decision_logged_while_redis_is_unreachable_is_retried(tmp_path:
     port = free_port()
     conn = PipelinedConnection(f"redis://127.0.0.1:{port}/0", 0.25)
     recorder = DecisionRecorder(conn, Metrics(CollectorRegistry()), 1000, 1.0)
-    recorder.record(VID, [{"type": "decision", "decision_id": "d1", "timestamp": 1.0}])
+    recorder.record(VID, lambda: [{"type": "decision", "decision_id": "d1", "timestamp": 1.0}])
     await asyncio.sleep(0.02)  # the first attempt finds nothing listening
     server = LocalRedis(tmp_path / "redis", port=port, appendonly=False)
     await asyncio.to_thread(server.start)
@@ -160,12 +160,16 @@ async def test_entries_queued_within_the_window_go_out_together_and_drain_flushe
     r = redis.Redis.from_url(redis_url)
     try:
         for i in range(5):
-            recorder.record(VID, [{"type": "decision", "decision_id": f"g{i}", "timestamp": 1.0}])
+            recorder.record(
+                VID, lambda i=i: [{"type": "decision", "decision_id": f"g{i}", "timestamp": 1.0}]
+            )
         assert r.xlen(log_key(partition(VID))) == 0  # queued, not yet written
         await asyncio.sleep(FLUSH_S * 10)
         assert r.xlen(log_key(partition(VID))) == 5  # one write after the window
         assert not recorder._pending
-        recorder.record(VID, [{"type": "decision", "decision_id": "late", "timestamp": 1.0}])
+        recorder.record(
+            VID, lambda: [{"type": "decision", "decision_id": "late", "timestamp": 1.0}]
+        )
         await recorder.drain()  # at shutdown: nothing queued is left behind
         assert r.xlen(log_key(partition(VID))) == 6
     finally:
@@ -196,9 +200,9 @@ async def test_entries_are_built_when_written_not_while_the_request_waits(
 
     r = redis.Redis.from_url(redis_url)
     try:
-        recorder.record_later(VID, lambda: build("b1"))
-        recorder.record_later(VID, broken)
-        recorder.record_later(VID, lambda: build("b2"))
+        recorder.record(VID, lambda: build("b1"))
+        recorder.record(VID, broken)
+        recorder.record(VID, lambda: build("b2"))
         assert built == []  # nothing built or encoded on the request's time
         await recorder.drain()
         assert built == ["b1", "b2"]

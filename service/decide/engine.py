@@ -88,7 +88,6 @@ class DecisionEngine:
         self.recorder: DecisionRecorder | None = None
         self.shadow: LoadedModel | None = None
         self.model: LoadedModel | None = None
-        self._breaker_state = -1  # last state published to the gauge
 
     def new_decision_id(self, now: float) -> str:
         """A time-ordered, unique decision id (27 hex characters)."""
@@ -106,11 +105,6 @@ class DecisionEngine:
         except StoreError as exc:
             self.metrics.redis_errors.labels(exc.reason).inc()
             return None, None, exc.reason, perf_counter() - t
-        finally:
-            state = self.store.breaker.state
-            if state != self._breaker_state:
-                self._breaker_state = state
-                self.metrics.breaker_state.set(state)
         profile = decode_profile(raw)
         if profile is None:
             if raw is not None:
@@ -192,7 +186,7 @@ class DecisionEngine:
             decisions.append(decision)
         vid = req.identity.visitor_id
         if self.recorder is not None and vid is not None and catalog is not None:
-            self.recorder.record_later(
+            self.recorder.record(
                 vid, partial(_entries, decisions, req.context, stored, now, catalog)
             )
         return decisions, StageTimes(redis=redis_s, features=features_s, score=score_s)

@@ -96,12 +96,9 @@ class DecisionRecorder:
         self._queued: list[tuple[str, Callable[[], Sequence[dict[str, Any]]]]] = []
         self._flush_at: asyncio.TimerHandle | None = None
 
-    def record(self, visitor_id: str, entries: Sequence[dict[str, Any]]) -> None:
-        """Queue the entries of one request (written within FLUSH_S, not awaited)."""
-        self.record_later(visitor_id, lambda: entries)
-
-    def record_later(self, visitor_id: str, build: Callable[[], Sequence[dict[str, Any]]]) -> None:
-        """Queue a request's entries, built by ``build`` when they are written."""
+    def record(self, visitor_id: str, build: Callable[[], Sequence[dict[str, Any]]]) -> None:
+        """Queue a request's entries, built by ``build`` when they are written
+        (within FLUSH_S; the request does not wait)."""
         self._queued.append((visitor_id, build))
         if self._flush_at is None:
             # one write (one task, one syscall) for all the requests of the next few ms
