@@ -251,7 +251,8 @@ SPECS: tuple[Spec, ...] = (
         "breaker_cooldown_max_ms",
         "PERSONA_BREAKER_COOLDOWN_MAX_MS",
         _float_range(10, 600000),
-        "Longest cool-down: each failed probe doubles it up to this; a success resets it.",
+        "Longest cool-down: each failed probe doubles it up to this (at least "
+        "PERSONA_BREAKER_COOLDOWN_MS); a success resets it.",
     ),
     Spec("cookie_name", "PERSONA_COOKIE_NAME", str, "Name of the visitor cookie."),
     Spec(
