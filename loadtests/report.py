@@ -371,9 +371,10 @@ def render(r: dict[str, Any], previous: str = "") -> str:
         "- The decision log costs Redis memory and AOF: about 1.4 KB per decision (its "
         "profile snapshot), 32 MB of AOF per 23,000 decisions, so AOF rewrites (a fork) come "
         "sooner; size `PERSONA_LOG_MAXLEN` and the disk for it.",
-        "- Three full runs on 2026-12-01 (Intel Xeon VM), the last one shown above: service "
-        "p50 at 1,000/s 387, 365 and 363 µs; p99 863, 700 and 699 µs; saturation with 1 "
-        "worker 3,000, 3,500 and 2,000/s; with 2 workers 3,000, 2,500 and 4,000/s. The "
+        "- Four full runs on 2026-12-01 (Intel Xeon VM), the last one shown above: service "
+        "p50 at 1,000/s 387, 365, 363 and 365 µs; p99 863, 700, 699 and 714 µs; saturation "
+        "with 1 worker 3,000, 3,500, 2,000 and 3,500/s; with 2 workers 3,000, 2,500, 4,000 "
+        "and 2,500/s. The "
         "saturation verdicts turn on a step lasting 10 s in which one VM pause of 20-30 ms "
         "(client max) puts hundreds of reads past their 3 ms timeout; read the verdicts "
         "with that spread.",
