@@ -50,9 +50,11 @@ from service.settings import Settings
 from service.store.breaker import Breaker
 from service.store.profiles import Fetcher, PipelinedFetcher, ProfileStore, RedisPyFetcher
 from service.store.resp import PipelinedConnection
+from service.tally import flush_every
 
 log = logging.getLogger(__name__)
 ADMIN_TIMEOUT_S = 5.0
+METRICS_FLUSH_S = 1.0  # tallied per-request metrics reach the shared files at most this late
 
 
 def redis_client(settings: Settings, timeout_s: float | None = None) -> aioredis.Redis:
@@ -170,6 +172,7 @@ def create_app(
         app[TOKENS] = TokenStore(admin_client)
         stop = asyncio.Event()
         background = [
+            asyncio.create_task(flush_every(metrics.tallies, METRICS_FLUSH_S, stop)),
             asyncio.create_task(
                 log_monitor.run(events_client, metrics, settings.log_metrics_interval_s, stop)
             ),
@@ -201,6 +204,7 @@ def create_app(
         await events_client.aclose()
         await events_conn.aclose()
         await admin_client.aclose()
+        metrics.flush()
 
     app.cleanup_ctx.append(resources)
     app.router.add_post("/v1/decide", decide.post_decide)

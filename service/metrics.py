@@ -13,6 +13,8 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from service.tally import CounterTally, HistogramTally, Tallies
+
 LATENCY_BUCKETS = (
     0.0001,
     0.00015,
@@ -212,12 +214,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.stage = {s: self.stage_seconds.labels(s) for s in STAGES}
-        self.fallback = {r_: self.fallbacks.labels(r_) for r_ in FALLBACK_REASONS}
-        self._decision_children: dict[tuple[str, str], Counter] = {}
-        self._request_children: dict[tuple[str, int], tuple[Histogram, Counter]] = {}
+        # the per-request series are tallied (service/tally.py) and flushed in batches
+        self.tallies = t = Tallies()
+        self.stage = {s: t.histogram(self.stage_seconds.labels(s)) for s in STAGES}
+        self.fallback = {r_: t.counter(self.fallbacks.labels(r_)) for r_ in FALLBACK_REASONS}
+        self._decision_children: dict[tuple[str, str], CounterTally] = {}
+        self._request_children: dict[tuple[str, int], tuple[HistogramTally, CounterTally]] = {}
         self.cookie_outcome = {
-            o: self.cookies.labels(o)
+            o: t.counter(self.cookies.labels(o))
             for o in ("valid", "refreshed", "minted", "rejected", "explicit", "no_consent")
         }
 
@@ -227,18 +231,22 @@ class Metrics:
         children = self._request_children.get(key)
         if children is None:
             children = (
-                self.request_seconds.labels(endpoint),
-                self.responses.labels(endpoint, str(status)),
+                self.tallies.histogram(self.request_seconds.labels(endpoint)),
+                self.tallies.counter(self.responses.labels(endpoint, str(status))),
             )
             self._request_children[key] = children
         children[0].observe(seconds)
         children[1].inc()
 
-    def decision(self, placement: str, policy: str) -> Counter:
-        """The pre-bound counter child for one placement and policy."""
+    def decision(self, placement: str, policy: str) -> CounterTally:
+        """The tallied counter for one placement and policy."""
         key = (placement, policy)
         child = self._decision_children.get(key)
         if child is None:
-            child = self.decisions.labels(placement, policy)
+            child = self.tallies.counter(self.decisions.labels(placement, policy))
             self._decision_children[key] = child
         return child
+
+    def flush(self) -> None:
+        """Push the tallied per-request series into their metrics."""
+        self.tallies.flush()

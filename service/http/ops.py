@@ -48,6 +48,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format (aggregated over workers when several serve)."""
+    request.app[METRICS].flush()  # this process's tallies; other workers flush every second
     shared = multiprocess_dir()
     if shared is not None:
         registry = CollectorRegistry()
