@@ -25,7 +25,7 @@ from service.decide.choice import choose, draws, in_holdout
 from service.decide.eligibility import Facts, eligible
 from service.decide.record import DecisionRecorder, entry
 from service.decide.types import DecideRequest, Decision, StageTimes
-from service.features.builder import VisitorView, rows_for_view, visitor_view
+from service.features.builder import EMPTY_VIEW, VisitorView, rows_for_view, visitor_view
 from service.features.context import Context
 from service.features.profile import Profile, decode_profile
 from service.metrics import Metrics
@@ -168,7 +168,7 @@ class DecisionEngine:
             rows = rows_for_view(view, req.context, placement, now)
             t1 = perf_counter()
             try:
-                scores = model.predictor.predict(rows)
+                scores = self._predict(model, placement, view, req.context, rows)
             except Exception:
                 log.exception("scoring failed for placement %s", name)
                 decisions.append(
@@ -190,6 +190,22 @@ class DecisionEngine:
                 vid, partial(_entries, decisions, req.context, stored, now, catalog)
             )
         return decisions, StageTimes(redis=redis_s, features=features_s, score=score_s)
+
+    @staticmethod
+    def _predict(
+        model: LoadedModel, placement: Placement, view: VisitorView, ctx: Context, rows: Any
+    ) -> Any:
+        """The model's scores of ``rows``; for an unknown visitor they depend only on
+        the placement, the context and the model, so they are kept on the placement."""
+        if view is not EMPTY_VIEW:
+            return model.predictor.predict(rows)
+        key = ("scores", ctx, model.predictor)
+        scores = placement.memo.get(key)
+        if scores is None:
+            scores = model.predictor.predict(rows)
+            scores.setflags(write=False)
+            placement.remember(key, scores)
+        return scores
 
     def _scored(
         self,

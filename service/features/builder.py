@@ -8,6 +8,7 @@ placement; only the cross columns are computed per variant.
 
 from __future__ import annotations
 
+import array
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,20 @@ class VisitorView:
     avg_price: float
 
 
+EMPTY_VIEW = VisitorView(
+    (0.0, 0.0, 0.0, NAN, NAN, 0.0, 0.0, NAN, 0.0, 0.0, NAN, 0.0, 0.0, 0.0, 0.0, 0.0, NAN),
+    {},
+    {},
+    0.0,
+    {},
+    (),
+    {},
+    {},
+    NAN,
+)
+"""The view of a visitor without a profile (unknown, or nothing stored yet)."""
+
+
 def _decayed(table: Any, now: float, half_life_s: float) -> dict[str, float]:
     out: dict[str, float] = {}
     if not isinstance(table, dict):
@@ -63,8 +78,7 @@ def _num(profile: Mapping[str, Any], key: str) -> float:
 def visitor_view(profile: Mapping[str, Any] | None, now: float, half_life_s: float) -> VisitorView:
     """Summarize a profile (or its absence) as of ``now``."""
     if not profile:
-        vec = (0.0, 0.0, 0.0, NAN, NAN, 0.0, 0.0, NAN, 0.0, 0.0, NAN, 0.0, 0.0, 0.0, 0.0, 0.0, NAN)
-        return VisitorView(vec, {}, {}, 0.0, {}, (), {}, {}, NAN)
+        return EMPTY_VIEW
     cat = _decayed(profile.get("cat"), now, half_life_s)
     tag = _decayed(profile.get("tag"), now, half_life_s)
     total = sum(cat.values())
@@ -187,15 +201,110 @@ def build_rows(
 def rows_for_view(
     view: VisitorView, ctx: Context, placement: Placement, now: float
 ) -> npt.NDArray[np.float64]:
-    """As :func:`build_rows`, from an already summarized visitor."""
-    variants = placement.variants
-    n = len(variants)
-    rows = np.empty((n, N_FEATURES), dtype=np.float64)
+    """As :func:`build_rows`, from an already summarized visitor.
+
+    Equal to stacking :func:`row_for_view` for every variant (a test checks it
+    on simulated visitors), computed faster: the rows of an unknown visitor
+    depend only on the placement and the context and are kept per placement;
+    a known visitor's rows start from them, and the category-level cross
+    columns are computed once per category rather than once per variant.
+    """
+    rows = _base_rows(ctx, placement).copy()
+    if view is EMPTY_VIEW:
+        return rows
     rows[:, 0:C0] = view.vector
-    rows[:, C0:A0] = context_vector(ctx)
-    rows[:, A0:X0] = placement.static_features
-    rows[:, X0:] = [cross_vector(view, ctx, v, now) for v in variants]
+    rows[:, X0:] = np.frombuffer(_cross_columns(view, ctx, placement, now)).reshape(
+        len(placement.variants), N_FEATURES - X0
+    )
     return rows
+
+
+def _base_rows(ctx: Context, placement: Placement) -> npt.NDArray[np.float64]:
+    """The rows of an unknown visitor in ``ctx`` (cached on the placement; read-only)."""
+    memo = placement.memo
+    key = ("rows", ctx)
+    rows: npt.NDArray[np.float64] | None = memo.get(key)
+    if rows is None:
+        n = len(placement.variants)
+        rows = np.empty((n, N_FEATURES), dtype=np.float64)
+        rows[:, 0:C0] = EMPTY_VIEW.vector
+        rows[:, C0:A0] = context_vector(ctx)
+        rows[:, A0:X0] = placement.static_features
+        rows[:, X0:] = [cross_vector(EMPTY_VIEW, ctx, v, 0.0) for v in placement.variants]
+        rows.setflags(write=False)
+        placement.remember(key, rows)
+    return rows
+
+
+_NO_HISTORY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _plan(placement: Placement) -> tuple[tuple[str, str, tuple[str, ...], int], ...]:
+    """What the cross columns read of each variant (cached on the placement)."""
+    plan: tuple[tuple[str, str, tuple[str, ...], int], ...] | None = placement.memo.get("plan")
+    if plan is None:
+        plan = tuple((v.id, v.category, v.tags, v.price_band) for v in placement.variants)
+        placement.remember("plan", plan)
+    return plan
+
+
+def _cross_columns(
+    view: VisitorView, ctx: Context, placement: Placement, now: float
+) -> array.array[float]:
+    """:func:`cross_vector` of every variant, flattened, with the same values."""
+    out: list[float] = []
+    cat, tag, var, recent, total = view.cat, view.tag, view.var, view.recent, view.cat_total
+    # a category the visitor has no history with, or a tag without affinity, gives
+    # zeros (as cross_vector computes them): only the others are looked up
+    known_cats = {*cat, *recent, *view.cat_clicks, ctx.category}
+    first = recent[0] if recent else None
+    avg_price = view.avg_price
+    has_price = avg_price == avg_price
+    for vid, c, tags, band in _plan(placement):
+        if c in known_cats:
+            aff = cat.get(c, 0.0)
+            clicks = view.cat_clicks.get(c, 0)
+            per_cat = (
+                aff,
+                aff / total if total > 0 else 0.0,
+                float(view.cat_rank.get(c, 0)),
+                float(recent.count(c)),
+                1.0 if first == c else 0.0,
+                1.0 if ctx.category == c else 0.0,
+                float(clicks) if isinstance(clicks, int | float) else 0.0,
+            )
+        else:
+            per_cat = _NO_HISTORY
+        if tags and not tag.keys().isdisjoint(tags):
+            tag_aff = [tag.get(t, 0.0) for t in tags]
+            tag_max, tag_sum = max(tag_aff), sum(tag_aff)
+        else:
+            tag_max = tag_sum = 0.0
+        seen = var.get(vid) if var else None
+        v_imps = v_clicks = 0.0
+        since = NAN
+        if isinstance(seen, list) and len(seen) >= 3:
+            try:
+                v_imps, v_clicks = float(seen[0]), float(seen[1])
+                since = max(0.0, (now - float(seen[2])) / 3600.0) if seen[2] else NAN
+            except (TypeError, ValueError):
+                v_imps = v_clicks = 0.0
+        out += (
+            per_cat[0],
+            per_cat[1],
+            per_cat[2],
+            tag_max,
+            tag_sum,
+            per_cat[3],
+            per_cat[4],
+            per_cat[5],
+            v_imps,
+            v_clicks,
+            since,
+            per_cat[6],
+            (band - avg_price) if has_price else NAN,
+        )
+    return array.array("d", out)
 
 
 def row_for_view(

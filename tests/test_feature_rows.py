@@ -1,0 +1,153 @@
+"""The decision path's row builder equals the one-row reference that training uses.
+
+``rows_for_view`` takes shortcuts (cached rows for unknown visitors, zeros for
+categories and tags a visitor has no history with); every value must still be
+bit for bit what ``row_for_view`` (built on ``cross_vector``) gives, or the
+served scores would drift from the model's training rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.simulator import REFERENCE_NOW, SimParams, make_population, make_world
+from service.catalog import model as catalog_model
+from service.catalog.loader import parse_catalog
+from service.catalog.model import Catalog, Placement
+from service.features import builder
+from service.features.builder import row_for_view, rows_for_view, visitor_view
+from service.features.context import Context
+from service.features.profile import Profile
+from service.settings import DEFAULT_CATALOG
+
+HALF_LIFE_S = 14 * 86400.0
+NOW = REFERENCE_NOW + 3 * 3600.0
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return parse_catalog(DEFAULT_CATALOG.read_bytes())
+
+
+def _reference(profile: Profile | None, ctx: Context, placement: Placement) -> bytes:
+    view = visitor_view(profile, NOW, HALF_LIFE_S)
+    return np.stack(
+        [row_for_view(view, ctx, placement, i, NOW) for i in range(len(placement.variants))]
+    ).tobytes()
+
+
+def _contexts(placement: Placement) -> list[Context]:
+    cats = [None, "nothing-like-this", *sorted({v.category for v in placement.variants})]
+    return [
+        Context(device=d, page_type=p, category=c, referrer=r, hour=h, dow=w)
+        for i, (d, p, r, h, w) in enumerate(
+            [
+                ("mobile", "home", "direct", 9, 0),
+                ("desktop", "category", "search", 20, 5),
+                ("tablet", "product", "social", 0, 6),
+            ]
+        )
+        for c in cats[i::3]
+    ]
+
+
+def test_rows_equal_the_reference_for_simulated_visitors(catalog: Catalog) -> None:
+    rng = np.random.default_rng(11)
+    people = make_population(
+        300, rng, REFERENCE_NOW, world=make_world(), params=SimParams(new_visitor_share=0.0)
+    )
+    profiles = [p.profile for p in people if p.profile]
+    assert len(profiles) > 200
+    assert any(p.get("var") for p in profiles) and any(p.get("tag") for p in profiles)
+    checked = 0
+    for placement in catalog.placements.values():
+        for ctx in _contexts(placement):
+            for profile in profiles[:: 7 if ctx.category is None else 23]:
+                view = visitor_view(profile, NOW, HALF_LIFE_S)
+                got = rows_for_view(view, ctx, placement, NOW)
+                assert got.tobytes() == _reference(profile, ctx, placement)
+                checked += 1
+    assert checked > 300
+
+
+def test_odd_profiles_give_the_reference_rows(catalog: Catalog) -> None:
+    placement = catalog.placements["home-hero"]
+    variant = placement.variants[1]
+    odd: list[Profile] = [
+        {"cat_clicks": {variant.category: "many"}, "recent": [variant.category, 3, None]},
+        {"recent": ["elsewhere", variant.category], "views": 2},  # viewed, no affinity left
+        {"cat_clicks": {variant.category: 2}, "clicks": 2},
+        {"var": {variant.id: ["x", 1, 2]}, "tag": {variant.tags[0]: [2.0, NOW - 60]}},
+        {"var": {variant.id: [3, 1, 0]}, "cat": {variant.category: [1.0, NOW + 10]}},
+        {"var": {variant.id: [3, 1]}, "price_sum": 7, "price_n": 2, "views": 1},
+        {"cat": "not a table", "tag": {"x": "bad"}, "sessions": 2},
+    ]
+    for ctx in (Context(), Context(category=variant.category)):
+        for profile in odd:
+            view = visitor_view(profile, NOW, HALF_LIFE_S)
+            assert rows_for_view(view, ctx, placement, NOW).tobytes() == _reference(
+                profile, ctx, placement
+            )
+
+
+def test_unknown_visitor_rows_come_from_a_bounded_per_placement_cache(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    placement = dataclasses.replace(catalog.placements["home-hero"])  # a fresh memo
+    ctx = Context(device="mobile", page_type="home", hour=8, dow=1)
+    empty = visitor_view(None, NOW, HALF_LIFE_S)
+    first = rows_for_view(empty, ctx, placement, NOW)
+    assert first.tobytes() == _reference(None, ctx, placement)
+    first[:] = math.pi  # the caller's copy: the cache is not touched
+    again = rows_for_view(empty, ctx, placement, NOW)
+    assert again.tobytes() == _reference(None, ctx, placement)
+    monkeypatch.setattr(catalog_model, "MEMO_LIMIT", 8)
+    for hour in range(24):
+        rows_for_view(empty, Context(hour=hour), placement, NOW)
+        assert len(placement.memo) <= 8
+
+
+def test_unknown_visitor_scores_are_kept_per_context_and_model(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    from service.decide.engine import DecisionEngine, LoadedModel
+    from service.scoring.bundle import load_bundle
+    from service.scoring.predictor import BoosterPredictor
+    from service.settings import DEFAULT_MODEL_DIR
+    from tests.test_model_registry import tiny_bundle
+
+    placement = dataclasses.replace(catalog.placements["home-hero"])
+    models = []
+    for folder in (DEFAULT_MODEL_DIR, tiny_bundle(tmp_path, "tiny-anon")):
+        bundle = load_bundle(folder)
+        models.append(LoadedModel(BoosterPredictor(bundle.model_file), bundle.manifest))
+    default, tiny = models
+    home = Context(device="mobile", page_type="home", hour=9, dow=1)
+    listing = Context(device="desktop", page_type="category", category="running", hour=21)
+    empty = visitor_view(None, NOW, HALF_LIFE_S)
+
+    def scores(model: LoadedModel, ctx: Context, view: builder.VisitorView = empty) -> Any:
+        rows = rows_for_view(view, ctx, placement, NOW)
+        return DecisionEngine._predict(model, placement, view, ctx, rows), rows
+
+    first, rows = scores(default, home)
+    assert first.tobytes() == default.predictor.predict(rows).tobytes()
+    assert scores(default, home)[0] is first  # kept, not scored again
+    other, rows = scores(tiny, home)  # another model: its own scores
+    assert other.tobytes() == tiny.predictor.predict(rows).tobytes()
+    assert other.tobytes() != first.tobytes()
+    elsewhere, rows = scores(default, listing)  # another context: its own scores
+    assert elsewhere.tobytes() == default.predictor.predict(rows).tobytes()
+    assert elsewhere.tobytes() != first.tobytes()
+    kept = len(placement.memo)
+    fan = visitor_view({"cat": {"running": [5.0, NOW]}, "views": 3}, NOW, HALF_LIFE_S)
+    known, rows = scores(default, home, fan)  # a known visitor is always scored
+    assert known.tobytes() == default.predictor.predict(rows).tobytes()
+    assert known.tobytes() != first.tobytes()
+    assert len(placement.memo) == kept + 1  # only the placement's variant plan was added
