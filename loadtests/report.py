@@ -428,6 +428,43 @@ def render(r: dict[str, Any], previous: str = "") -> str:
         "profile, which invalidates the cached copy just before the page asks for its "
         "decision — the read it would save is the one that has just been invalidated. (It "
         "would not show in this benchmark either: reads are uniform over 100,000 profiles.)",
+        "- The interpreter (2026-12-01, AMD EPYC VM, A/B alternated, 1,000/s and 2,500/s, "
+        "20,000 profiles): pyenv's default CPython 3.11.7 build (no profile-guided "
+        "optimization, shared libpython) against Debian's python3.11 (PGO, statically "
+        "linked): service p50 394/393 → 332/352 µs and CPU per request 478/519 → 419/457 µs "
+        "at 1,000/s. `scripts/bootstrap` now makes the venv with the distribution's Python "
+        "when it has one; the Docker image's `python:3.11-slim` is an optimized build too.",
+        "- Three CPU cuts on the same day, A/B against the code before them (both on "
+        "Debian's Python): per-request metrics tallied in plain numbers and flushed into "
+        "prometheus-client every second (an `observe` is ~1.2 µs, ~2.2 µs with several "
+        "workers, about ten per request; a tally ~0.25 µs); an unknown visitor's rows and "
+        "scores kept per placement and context (they depend on nothing else); a known "
+        "visitor's cross columns skipping categories and tags without history (15 → 10 µs "
+        "idle). At 2,500/s with 1 worker: CPU per request 338/353 → 296/310 µs, service p50 "
+        "631/682 → 480/494 µs. At 1,000/s the difference is inside the noise.",
+        "- What stands between the service and a 300 µs p50 at 1,000/s on this VM is the "
+        "VM's idle: its kernel runs with guest halt-polling off (`haltpoll.guest_halt_poll_ns=0` "
+        "on the Firecracker kernel's command line), so a vCPU halts the moment it has nothing "
+        "to do, and each request and each Redis reply wakes it with cold caches. Measured: "
+        "with a low-priority busy loop on the service's core (nice 19: it keeps the vCPU "
+        "from halting and gets no CPU when the service wants it), service p50 359 → 279 µs, "
+        "`redis` stage 149 → 115 µs, `features` 55 → 44 µs in back-to-back runs. A handler "
+        "that only reads the body, makes one pipelined Redis GET and answers JSON measures "
+        "142 µs p50 (321 µs p99) on this VM at 1,000/s; the same work the decision adds on "
+        "top (features, model, choice, log, metrics) takes ~45 µs with warm caches and "
+        "~200 µs here.",
+        "- Tried on 2026-12-01 and not kept: polling the event loop instead of sleeping while "
+        "requests are in flight (like Seastar's idle poll; service p50 329/402 µs against "
+        "378/365 µs without — inside the noise) or for 0.2-2 ms after each request (293-351 "
+        "µs, at up to twice the CPU per request); scoring the requests that become ready in "
+        "the same loop iteration in one model call (2-3 requests per call at 2,800/s, but "
+        "CPU per request 338/320 against 302/306 µs: the extra await costs more than the "
+        "warmer model saves); a generation-0 GC threshold of 50,000 at 2,800/s (no change); "
+        "compiling the 19 modules of the decision path to C with mypyc (6 min 40 s of "
+        "compilation; the aiohttp middleware cannot be compiled) — CPU per request 542/511 "
+        "against 462/506 µs at 1,000/s and 352/362 against 352/385 µs at 2,800/s, no gain: "
+        "the path's time goes to dicts, numpy, aiohttp and the kernel, not to interpreting "
+        "its own bytecode.",
         "",
         "## Redis client paths tried",
         "",
