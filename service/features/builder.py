@@ -154,20 +154,26 @@ def context_vector(ctx: Context) -> tuple[float, ...]:
     )
 
 
+_NOT_SEEN = (0.0, 0.0, NAN)
+
+
+def _seen(entry: Any, now: float) -> tuple[float, float, float]:
+    """Impressions, clicks and hours since the last impression of a ``var`` entry."""
+    if isinstance(entry, list) and len(entry) >= 3:
+        try:
+            since = max(0.0, (now - float(entry[2])) / 3600.0) if entry[2] else NAN
+            return float(entry[0]), float(entry[1]), since
+        except (TypeError, ValueError):
+            return 0.0, 0.0, NAN
+    return _NOT_SEEN
+
+
 def cross_vector(view: VisitorView, ctx: Context, variant: Variant, now: float) -> list[float]:
     """The visitor-x-variant-x-context columns for one variant."""
     c = variant.category
     aff = view.cat.get(c, 0.0)
     tag_aff = [view.tag.get(t, 0.0) for t in variant.tags]
-    seen = view.var.get(variant.id)
-    v_imps = v_clicks = 0.0
-    since = NAN
-    if isinstance(seen, list) and len(seen) >= 3:
-        try:
-            v_imps, v_clicks = float(seen[0]), float(seen[1])
-            since = max(0.0, (now - float(seen[2])) / 3600.0) if seen[2] else NAN
-        except (TypeError, ValueError):
-            v_imps = v_clicks = 0.0
+    v_imps, v_clicks, since = _seen(view.var.get(variant.id), now)
     cat_clicks = view.cat_clicks.get(c, 0)
     return [
         aff,
@@ -280,15 +286,7 @@ def _cross_columns(
             tag_max, tag_sum = max(tag_aff), sum(tag_aff)
         else:
             tag_max = tag_sum = 0.0
-        seen = var.get(vid) if var else None
-        v_imps = v_clicks = 0.0
-        since = NAN
-        if isinstance(seen, list) and len(seen) >= 3:
-            try:
-                v_imps, v_clicks = float(seen[0]), float(seen[1])
-                since = max(0.0, (now - float(seen[2])) / 3600.0) if seen[2] else NAN
-            except (TypeError, ValueError):
-                v_imps = v_clicks = 0.0
+        v_imps, v_clicks, since = _seen(var.get(vid), now) if var else _NOT_SEEN
         out += (
             per_cat[0],
             per_cat[1],
