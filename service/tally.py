@@ -29,6 +29,10 @@ class HistogramTally:
         # the child's own bucket bounds (ending with +Inf): the same bucket choice
         # as Histogram.observe, which takes the first bound >= the value
         self._bounds: list[float] = list(target._upper_bounds)
+        # flush adds to the child's bucket and sum values: fail at start-up, not in
+        # the flushing task, if a prometheus-client release names them differently
+        if len(target._buckets) != len(self._bounds) or not hasattr(target._sum, "inc"):
+            raise TypeError("unsupported prometheus-client Histogram internals")
         self._counts = [0] * len(self._bounds)
         self._sum = 0.0
 

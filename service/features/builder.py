@@ -212,8 +212,8 @@ def rows_for_view(
     Equal to stacking :func:`row_for_view` for every variant (a test checks it
     on simulated visitors), computed faster: the rows of an unknown visitor
     depend only on the placement and the context and are kept per placement;
-    a known visitor's rows start from them, and the category-level cross
-    columns are computed once per category rather than once per variant.
+    a known visitor's rows start from them, and the cross columns of categories
+    and tags without history are zeros without being looked up.
     """
     rows = _base_rows(ctx, placement).copy()
     if view is EMPTY_VIEW:
