@@ -224,6 +224,14 @@ UNPINNED_NOTES = [
     "2.6 and 2.5 ms at 1,750/s. The run shown is the first. Earlier runs (AMD EPYC VM, "
     "the generator reusing its newest connection) kept 10,000 events/s in batches but "
     "only 1,500 single events/s.",
+    "",
+    "2026-12-01 afternoon, AMD EPYC VM: the same command kept 5,000 events/s in batches "
+    "(twice) and 1,500-2,000 single events/s, p99 acknowledgement 3.5-5.7 ms at half "
+    "rate; the morning's code on the pyenv interpreter, run the same way on that VM, kept"
+    " 8,000 and 2,000/s, and alternated A/B runs at 400 batches/s and 2,000 single "
+    "events/s showed no difference between the two (client p99 12.3/8.0 ms before, "
+    "8.1/3.6 ms after for batches): the targets above were met on the Intel VM and are "
+    "not reached on this one, whose Redis spends 35-48 µs of CPU per event.",
 ]
 
 
