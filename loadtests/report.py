@@ -480,7 +480,8 @@ def render(r: dict[str, Any], previous: str = "") -> str:
         "compilation; the aiohttp middleware cannot be compiled) — CPU per request 542/511 "
         "against 462/506 µs at 1,000/s and 352/362 against 352/385 µs at 2,800/s, no gain: "
         "the path's time goes to dicts, numpy, aiohttp and the kernel, not to interpreting "
-        "its own bytecode.",
+        "its own bytecode; pinning each of 2 workers to its own core (3,500/s and 4,000/s "
+        "steps, alternated twice: kept and lost in turn either way, inside the noise).",
         "",
         "## Redis client paths tried",
         "",
