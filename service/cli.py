@@ -20,7 +20,7 @@ from service.admin import cli as admin_cli
 from service.local_redis import LocalRedis, RedisNotAvailable
 from service.scoring.bundle import BundleError, load_bundle
 from service.scoring.predictor import compile_bundle
-from service.secrets_store import dev_secrets
+from service.secrets_store import SECRETS_FILE, dev_secrets, stored_secrets
 from service.serve import run_loop, serve_until_signal, serve_workers
 from service.settings import SPECS, Settings, SettingsError, load_settings
 
@@ -259,12 +259,10 @@ def _dev_site_secret() -> str | None:
     """The site secret a local service generated for itself (``PERSONA_DATA_DIR``), if any."""
     from pathlib import Path
 
-    import orjson
-
-    path = Path(os.environ.get("PERSONA_DATA_DIR") or ".persona") / "secrets.json"
+    data_dir = Path(os.environ.get("PERSONA_DATA_DIR") or Settings().data_dir)
     try:
-        value = orjson.loads(path.read_bytes()).get("site_secret")
-    except (OSError, ValueError, AttributeError):
+        value = stored_secrets(data_dir).get("site_secret")
+    except (OSError, ValueError):
         return None
     return value if isinstance(value, str) and value else None
 
@@ -409,7 +407,7 @@ def _serve(settings: Settings) -> int:
             "cookie, customer-id or site secrets are not all set: using generated ones "
             "from %s (set PERSONA_COOKIE_SECRETS, PERSONA_CUSTOMER_ID_KEY and "
             "PERSONA_SITE_SECRET in production)",
-            settings.data_dir / "secrets.json",
+            settings.data_dir / SECRETS_FILE,
         )
     try:
         bundle = load_bundle(settings.model_dir)

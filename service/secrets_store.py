@@ -14,14 +14,27 @@ from typing import Any
 
 import orjson
 
+SECRETS_FILE = "secrets.json"
+
+
+def stored_secrets(data_dir: Path) -> dict[str, Any]:
+    """The development secrets stored under ``data_dir`` ({} when there are none)."""
+    try:
+        doc = orjson.loads((data_dir / SECRETS_FILE).read_bytes())
+    except FileNotFoundError:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{data_dir / SECRETS_FILE} does not hold a JSON object")
+    return doc
+
 
 def dev_secrets(data_dir: Path) -> dict[str, Any]:
     """The stored development secrets, created (or completed) on first use.
 
     Keys: ``cookie_secrets`` (list), ``customer_id_key``, ``site_secret``.
     """
-    path = data_dir / "secrets.json"
-    doc: dict[str, Any] = orjson.loads(path.read_bytes()) if path.exists() else {}
+    path = data_dir / SECRETS_FILE
+    doc = stored_secrets(data_dir)
     wanted: dict[str, Any] = {
         "cookie_secrets": [secrets.token_urlsafe(32)],
         "customer_id_key": secrets.token_urlsafe(32),
