@@ -245,15 +245,6 @@ def _base_rows(ctx: Context, placement: Placement) -> npt.NDArray[np.float64]:
 _NO_HISTORY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def _plan(placement: Placement) -> tuple[tuple[str, str, tuple[str, ...], int], ...]:
-    """What the cross columns read of each variant (cached on the placement)."""
-    plan: tuple[tuple[str, str, tuple[str, ...], int], ...] | None = placement.memo.get("plan")
-    if plan is None:
-        plan = tuple((v.id, v.category, v.tags, v.price_band) for v in placement.variants)
-        placement.remember("plan", plan)
-    return plan
-
-
 def _cross_columns(
     view: VisitorView, ctx: Context, placement: Placement, now: float
 ) -> array.array[float]:
@@ -266,7 +257,8 @@ def _cross_columns(
     first = recent[0] if recent else None
     avg_price = view.avg_price
     has_price = avg_price == avg_price
-    for vid, c, tags, band in _plan(placement):
+    for variant in placement.variants:
+        c, tags = variant.category, variant.tags
         if c in known_cats:
             aff = cat.get(c, 0.0)
             clicks = view.cat_clicks.get(c, 0)
@@ -286,7 +278,7 @@ def _cross_columns(
             tag_max, tag_sum = max(tag_aff), sum(tag_aff)
         else:
             tag_max = tag_sum = 0.0
-        v_imps, v_clicks, since = _seen(var.get(vid), now) if var else _NOT_SEEN
+        v_imps, v_clicks, since = _seen(var.get(variant.id), now) if var else _NOT_SEEN
         out += (
             per_cat[0],
             per_cat[1],
@@ -300,7 +292,7 @@ def _cross_columns(
             v_clicks,
             since,
             per_cat[6],
-            (band - avg_price) if has_price else NAN,
+            (variant.price_band - avg_price) if has_price else NAN,
         )
     return array.array("d", out)
 
