@@ -461,14 +461,16 @@ def render(r: dict[str, Any], previous: str = "") -> str:
         "142 µs p50 (321 µs p99) on this VM at 1,000/s; the same work the decision adds on "
         "top (features, model, choice, log, metrics) takes ~45 µs with warm caches and "
         "~200 µs here.",
-        "- Two full runs later on 2026-12-01 on an AMD EPYC VM (Zen 4, 1 MB L2 per core), "
+        "- Three full runs later on 2026-12-01 on an AMD EPYC VM (Zen 4, 1 MB L2 per core), "
         "after the cuts above and on Debian's Python, the last one shown above: service p50 "
-        "at 1,000/s 353 and 387 µs, p99 1,634 and 1,208 µs (the first run had a 38 ms VM "
-        "pause), client p99 3,576 and 2,903 µs; saturation 2,500/s with 1 worker and 3,500/s "
-        "with 2 in both. The floor app on the same VM kept 9,000-11,000/s, and its own "
-        "client p50 was 304-384 µs at 1,000/s against 166 µs on the Intel VM the same "
-        "morning: this VM is slower for everything, which is why figures that met their "
-        "targets there (p99, 1-worker saturation) do not here.",
+        "at 1,000/s 353, 387 and 395 µs, p99 1,634, 1,208 and 1,056 µs (the first run had "
+        "a 38 ms VM pause), client p99 3,576, 2,903 and 2,454 µs; saturation 2,500/s with "
+        "1 worker in all three, with 2 workers 3,500, 3,500 and 1,500/s (the last lost its "
+        "2,000/s step to a burst of 754 timed-out reads, 3.8 % of the step). The floor app "
+        "on the same VM kept 9,000-11,000/s, and its own client p50 was 304-384 µs at "
+        "1,000/s against 166 µs on the Intel VM the same morning: this VM is slower for "
+        "everything, which is why figures that met their targets there (p99, 1-worker "
+        "saturation) do not here.",
         "- Tried on 2026-12-01 and not kept: polling the event loop instead of sleeping while "
         "requests are in flight (like Seastar's idle poll; service p50 329/402 µs against "
         "378/365 µs without — inside the noise) or for 0.2-2 ms after each request (293-351 "
