@@ -3,10 +3,12 @@
 A :class:`Simulation` holds a population of people with latent tastes (from
 :func:`models.simulator.make_population`, as new visitors: the service learns
 about them only from the events posted here, as on a real site). Each person
-has a cookie id per device; some are the site's customers and log in, and some
-of those use a second device, where logging in makes the service recognize
-them at once. Some people visit often, most come back (activity drawn from a
-heavy-tailed distribution), and tastes drift now and then.
+has a visitor id per device (the simulator calls as the site's server does,
+with an API key, naming the visitor); some are the site's customers and log in
+with a login token bound to the device, and some of those use a second device,
+where logging in makes the service recognize them at once. Some people visit
+often, most come back (activity drawn from a heavy-tailed distribution), and
+tastes drift now and then.
 
 A visit is a session of page views. On each page the simulator posts the view
 (and a login when the visitor signs in), asks ``/v1/decide`` for the slots on
@@ -40,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import hmac
 import math
 import sys
 import time
@@ -67,12 +68,14 @@ from models.simulator import (
 )
 from service.catalog.model import Variant
 from service.features.context import Context
+from service.identity.customer import sign_login
 
 SITE_PARAMS = dataclasses.replace(DEFAULT_PARAMS, fatigue_half_life_days=2.0)
 """The click model of the simulated site: the offline simulator's, with fatigue fading
 over two (simulated) days, so a person's state settles within a run."""
 CONSENT = {"X-Persona-Consent": "personalization,analytics"}
 QUESTION_ID = "was-this-relevant"
+LOGIN_TOKEN_TTL_S = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +226,7 @@ class Simulation:
         visitors: int,
         seed: int = 1,
         *,
+        api_key: str | None = None,
         site_secret: str | None = None,
         params: SimParams = SITE_PARAMS,
         live: LiveParams = LIVE_PARAMS,
@@ -234,6 +238,8 @@ class Simulation:
         self.live = live
         self.world = world if world is not None else make_world()
         self.site_secret = site_secret
+        # the simulator speaks for many visitors, as the site's server does
+        self.headers = {**CONSENT, **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
         self.rng = np.random.default_rng(seed)
         # everyone starts unknown, so no history is simulated: the draws (tastes, devices,
         # appeal) then depend on the seed alone, not on the wall clock a history would use
@@ -258,14 +264,19 @@ class Simulation:
 
     def _person(self, index: int, tastes: Visitor) -> Person:
         tastes.profile = None  # the service learns them from our events only
-        devices = [(f"sim{self.seed:04d}-{index:08d}-d0", tastes.device)]
+        devices = [(self._device_id(index, 0), tastes.device)]
         customer = None
         if self.rng.random() < self.live.customer_share:
             customer = f"cust-{self.seed}-{index}"
             if self.rng.random() < self.live.second_device_share:
                 other = next(d for d in ("desktop", "mobile") if d != tastes.device)
-                devices.append((f"sim{self.seed:04d}-{index:08d}-d1", other))
+                devices.append((self._device_id(index, 1), other))
         return Person(tastes, tuple(devices), customer, clock=time.time())
+
+    def _device_id(self, index: int, device: int) -> str:
+        """A device's visitor id: fixed by the seed, and as strong as a server-side id must be."""
+        salt = hashlib.blake2b(f"{self.seed}:{index}:{device}".encode(), digest_size=8).hexdigest()
+        return f"sim{self.seed:04d}-{index:08d}-d{device}-{salt}"
 
     async def run(
         self, decisions: int, rate: float, concurrency: int = 4, progress: bool = False
@@ -276,7 +287,9 @@ class Simulation:
         self._shown_step = -1
         self._reserved = 0
         connector = aiohttp.TCPConnector(limit=concurrency * 2)
-        async with aiohttp.ClientSession(self.url, headers=CONSENT, connector=connector) as http:
+        async with aiohttp.ClientSession(
+            self.url, headers=self.headers, connector=connector
+        ) as http:
 
             async def worker() -> None:
                 while self._reserved < decisions:
@@ -337,7 +350,7 @@ class Simulation:
         device = int(rng.integers(len(person.devices)))
         summary.second_device_sessions += device > 0
         vid, kind = person.devices[device]
-        # a browser's login counts only with the site's signature over the customer id
+        # a login counts only with a login token the site's server made for this device
         login = (
             self.site_secret is not None
             and person.customer_id is not None
@@ -532,9 +545,9 @@ class Simulation:
             "customer_id": customer_id,
         }
         if self.site_secret is not None:
-            event["signature"] = hmac.new(
-                self.site_secret.encode(), customer_id.encode(), hashlib.sha256
-            ).hexdigest()
+            # a login token bound to this device's id, as the site's server makes at login
+            expires = int(time.time()) + LOGIN_TOKEN_TTL_S
+            event["signature"] = sign_login(self.site_secret, customer_id, vid, expires)
         return event
 
 
@@ -546,11 +559,12 @@ async def simulate(
     seed: int = 1,
     *,
     concurrency: int = 4,
+    api_key: str | None = None,
     site_secret: str | None = None,
     progress: bool = False,
 ) -> Summary:
     """One run of a fresh population of ``visitors`` people (see :class:`Simulation`)."""
-    sim = Simulation(url, visitors, seed, site_secret=site_secret)
+    sim = Simulation(url, visitors, seed, api_key=api_key, site_secret=site_secret)
     return await sim.run(decisions, rate, concurrency, progress)
 
 

@@ -26,11 +26,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 import orjson
-import redis.asyncio as aioredis
 
 from models.fromlog import read_log
 from models.live import LIVE_PARAMS, LiveParams, Simulation, Summary
 from service.settings import REPO_DIR
+from service.store.address import redis_client_for
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,7 @@ async def run_loop(
     config: LoopConfig,
     workdir: Path,
     *,
+    api_key: str | None = None,
     site_secret: str | None = None,
     env: dict[str, str] | None = None,
     progress: bool = False,
@@ -178,7 +179,14 @@ async def run_loop(
     if config.explore_share is not None:
         await set_explore_share(url, auth, config.explore_share)
     baseline = await serving_version(url)
-    sim = Simulation(url, config.visitors, config.seed, site_secret=site_secret, live=config.live)
+    sim = Simulation(
+        url,
+        config.visitors,
+        config.seed,
+        api_key=api_key,
+        site_secret=site_secret,
+        live=config.live,
+    )
     since = time.time()
     clock = time.monotonic()
     warmup = config.decisions if config.warmup is None else config.warmup
@@ -215,7 +223,7 @@ async def run_loop(
     after = await sim.run(config.decisions, config.rate, config.concurrency, progress)
     seconds["simulate_after"] = time.monotonic() - clock
     await asyncio.sleep(0.5)
-    client = aioredis.Redis.from_url(redis_url, socket_timeout=60)
+    client = redis_client_for(redis_url, timeout_s=60)
     try:
         entries = await read_log(client, after_since)
     finally:

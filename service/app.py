@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Callable
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from service.admin import models as model_registry
 from service.admin import propagate
@@ -26,27 +24,33 @@ from service.catalog.loader import CatalogError, CatalogSource, FileCatalogSourc
 from service.decide.engine import DecisionEngine, EngineConfig, LoadedModel
 from service.decide.record import DecisionRecorder
 from service.events import monitor as log_monitor
+from service.events.ingest import Ingestor
 from service.events.store import EventWriter, WriteConfig
 from service.features.schema import schema_hash
 from service.http import decide, ops
 from service.http import events as events_http
+from service.http.guard import GUARD, Guard, Rules
 from service.http.middleware import edge
 from service.identity.cookies import CookieSigner
 from service.identity.customer import CustomerKeys
+from service.identity.trust import ApiKeys
 from service.keys import (
     ADMIN_REDIS,
     CUSTOMER_KEYS,
     ENGINE,
     EVENT_WRITER,
+    INGESTOR,
     METRICS,
     REDIS,
     SETTINGS,
     SIGNER,
 )
 from service.metrics import Metrics
+from service.ratelimit import Limiter, RateTable
 from service.scoring.bundle import BundleError, load_bundle
 from service.scoring.predictor import load_predictor
 from service.settings import Settings
+from service.store.address import RedisAddress, parse_redis_url, redis_py_client
 from service.store.breaker import Breaker
 from service.store.profiles import Fetcher, PipelinedFetcher, ProfileStore, RedisPyFetcher
 from service.store.resp import PipelinedConnection
@@ -57,17 +61,14 @@ ADMIN_TIMEOUT_S = 5.0
 METRICS_FLUSH_S = 1.0  # tallied per-request metrics reach the shared files at most this late
 
 
-def redis_client(settings: Settings, timeout_s: float | None = None) -> aioredis.Redis:
+def redis_client(
+    settings: Settings, address: RedisAddress, timeout_s: float | None = None
+) -> aioredis.Redis:
     """redis-py client with explicit timeouts and no retries (no retry storms)."""
-    assert settings.redis_url is not None
-    return aioredis.Redis.from_url(
-        settings.redis_url,
-        socket_timeout=timeout_s or max(settings.redis_timeout_ms / 1000, 0.05),
-        socket_connect_timeout=settings.redis_connect_timeout_ms / 1000,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=0,
-        max_connections=64,
+    return redis_py_client(
+        address,
+        timeout_s=timeout_s or max(settings.redis_timeout_ms / 1000, 0.05),
+        connect_timeout_s=settings.redis_connect_timeout_ms / 1000,
     )
 
 
@@ -86,29 +87,40 @@ def create_app(
     registry: CollectorRegistry | None = None,
     catalog_source: CatalogSource | None = None,
     clock: Callable[[], float] = time.time,
+    rate_table: RateTable | None = None,
 ) -> web.Application:
-    """Build the service. ``settings.redis_url`` and a cookie secret must be set."""
+    """Build the service. ``settings.redis_url`` and the secrets must be set.
+
+    ``rate_table`` is the rate-limit table shared by the host's workers (a
+    private one when absent).
+    """
     if settings.redis_url is None:
         raise ValueError("settings.redis_url must be set (the CLI starts a Redis if needed)")
+    address = parse_redis_url(settings.redis_url)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge])
     app[SETTINGS] = settings
-    app[METRICS] = Metrics(registry if registry is not None else CollectorRegistry())
+    metrics = app[METRICS] = Metrics(registry if registry is not None else CollectorRegistry())
     app[SIGNER] = CookieSigner(settings.cookie_secrets, settings.cookie_max_age_s)
-    if settings.customer_id_key is None or settings.site_secret is None:
-        raise ValueError("settings.customer_id_key and settings.site_secret must be set")
-    app[CUSTOMER_KEYS] = CustomerKeys(settings.customer_id_key, settings.site_secret)
+    if settings.customer_id_key is None or not settings.site_secrets:
+        raise ValueError("settings.customer_id_key and settings.site_secrets must be set")
+    app[CUSTOMER_KEYS] = CustomerKeys(settings.customer_id_key, settings.site_secrets)
+    app[GUARD] = Guard(
+        ApiKeys(settings.api_keys),
+        Limiter(rate_table or RateTable.local(), time.monotonic),
+        Rules.from_settings(settings),
+        settings.forwarded_hops,
+        metrics,
+    )
     source = catalog_source or FileCatalogSource(settings.catalog_path)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         metrics = app[METRICS]
-        client = redis_client(settings)
+        client = redis_client(settings, address)
         app[REDIS] = client
         fetcher: Fetcher
         conn = None
         if settings.redis_client == "fast":
-            conn = PipelinedConnection(
-                settings.redis_url or "", settings.redis_connect_timeout_ms / 1000
-            )
+            conn = PipelinedConnection(address, settings.redis_connect_timeout_ms / 1000)
             fetcher = PipelinedFetcher(conn)
         else:
             fetcher = RedisPyFetcher(client)
@@ -132,11 +144,9 @@ def create_app(
             clock=clock,
         )
         app[ENGINE] = engine
-        events_client = redis_client(settings, timeout_s=settings.events_timeout_ms / 1000)
-        events_conn = PipelinedConnection(
-            settings.redis_url or "", settings.redis_connect_timeout_ms / 1000
-        )
-        app[EVENT_WRITER] = EventWriter(
+        events_client = redis_client(settings, address, timeout_s=settings.events_timeout_ms / 1000)
+        events_conn = PipelinedConnection(address, settings.redis_connect_timeout_ms / 1000)
+        writer = app[EVENT_WRITER] = EventWriter(
             events_client,
             WriteConfig(
                 half_life_s=settings.affinity_half_life_days * 86400,
@@ -147,6 +157,7 @@ def create_app(
             ),
             events_conn,
         )
+        app[INGESTOR] = Ingestor(writer, app[CUSTOMER_KEYS], metrics)
         try:
             catalog = await source.load()
             engine.catalog = catalog
@@ -167,7 +178,7 @@ def create_app(
             engine.recorder = DecisionRecorder(
                 events_conn, metrics, settings.log_maxlen, settings.events_timeout_ms / 1000
             )
-        admin_client = redis_client(settings, timeout_s=ADMIN_TIMEOUT_S)
+        admin_client = redis_client(settings, address, timeout_s=ADMIN_TIMEOUT_S)
         app[ADMIN_REDIS] = admin_client
         app[TOKENS] = TokenStore(admin_client)
         stop = asyncio.Event()
@@ -216,6 +227,7 @@ def create_app(
     app.router.add_get("/openapi.json", ops.openapi)
     app.router.add_get("/demo", ops.demo)
     app.router.add_get("/admin", ops.admin)
+    app.router.add_get("/static/{name}", ops.static)
     app.router.add_get("/", ops.index)
     admin_routes.add_routes(app)
     return app

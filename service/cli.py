@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from service.admin import cli as admin_cli
+from service.http.server import PortUnavailable
 from service.local_redis import LocalRedis, RedisNotAvailable
 from service.scoring.bundle import BundleError, load_bundle
 from service.scoring.predictor import compile_bundle
 from service.secrets_store import SECRETS_FILE, dev_secrets, stored_secrets
 from service.serve import run_loop, serve_until_signal, serve_workers
 from service.settings import SPECS, Settings, SettingsError, load_settings
+from service.store.address import parse_redis_url, redis_client_for
 
 if TYPE_CHECKING:
     from service.catalog.model import Catalog
@@ -109,9 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulated visitors with latent, drifting tastes visit in sessions (some "
         "log in, some on a second device), view pages, get decisions from --url, and click, "
         "convert and rate by their true preferences; prints the live CTR by policy next to "
-        "the oracle's and random's. Logins need the site secret to sign customer ids as the "
-        "site's server would: PERSONA_SITE_SECRET, else the one a local service generated in "
-        "PERSONA_DATA_DIR (default .persona); without either nobody logs in.",
+        "the oracle's and random's. It calls as the site's server, with the first of "
+        "PERSONA_API_KEYS, else the key a local service generated in PERSONA_DATA_DIR "
+        "(default .persona); logins carry login tokens made with the first of "
+        "PERSONA_SITE_SECRETS (or the generated one).",
     )
     sim.add_argument("--url", default="http://127.0.0.1:8080", help="the service")
     sim.add_argument("--visitors", type=int, default=2000)
@@ -120,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--concurrency", type=int, default=4, help="sessions at once")
     sim.add_argument("--out", metavar="FILE", help="also write the summary (JSON) to FILE")
+    _add_setting_options(sim)
     ev = sub.add_parser(
         "evaluate",
         help="estimate a candidate model's click rate from the log (IPS, SNIPS)",
@@ -188,8 +192,6 @@ def _export(settings: Settings, out: str, group: str, consumer: str) -> int:
     import asyncio
     from pathlib import Path
 
-    import redis.asyncio as aioredis
-
     from service.events.export import export_once
     from service.events.log import LogReader
 
@@ -198,7 +200,7 @@ def _export(settings: Settings, out: str, group: str, consumer: str) -> int:
         return 2
 
     async def run() -> int:
-        client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=30)
+        client = redis_client_for(settings.redis_url or "", timeout_s=30)
         try:
             return await export_once(LogReader(client, group, consumer), Path(out))
         finally:
@@ -231,8 +233,6 @@ def _log_window(
     import time
     from pathlib import Path
 
-    import redis.asyncio as aioredis
-
     from models.fromlog import catalog_resolver, read_log
     from service.events.export import read_exported
 
@@ -240,7 +240,7 @@ def _log_window(
     start = since if since is not None else time.time() - days * 86400
 
     async def load(read: bool) -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
-        client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=60)
+        client = redis_client_for(settings.redis_url or "", timeout_s=60)
         try:
             entries = await read_log(client, start) if read else []
             return entries, await catalog_resolver(client, file_catalog)
@@ -255,25 +255,24 @@ def _log_window(
     return read_exported(Path(parquet), start), known.get
 
 
-def _dev_site_secret() -> str | None:
-    """The site secret a local service generated for itself (``PERSONA_DATA_DIR``), if any."""
-    from pathlib import Path
-
-    data_dir = Path(os.environ.get("PERSONA_DATA_DIR") or Settings().data_dir)
-    try:
-        value = stored_secrets(data_dir).get("site_secret")
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, str) and value else None
-
-
-def _simulate(args: argparse.Namespace) -> int:
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
     import orjson
 
     from models.live import simulate
 
+    stored = _stored_dev_secrets(settings)
+    api_keys = settings.api_keys or tuple(stored.get("api_keys") or ())
+    site_secrets = settings.site_secrets or tuple(stored.get("site_secrets") or ())
+    if not api_keys:
+        print(
+            "persona: simulate calls the service as the site's server: set PERSONA_API_KEYS "
+            "(or run it beside a local service, whose generated key it reads from "
+            f"{settings.data_dir / SECRETS_FILE})",
+            file=sys.stderr,
+        )
+        return 2
     summary = asyncio.run(
         simulate(
             args.url,
@@ -282,7 +281,8 @@ def _simulate(args: argparse.Namespace) -> int:
             args.rate,
             args.seed,
             concurrency=args.concurrency,
-            site_secret=os.environ.get("PERSONA_SITE_SECRET") or _dev_site_secret(),
+            api_key=api_keys[0],
+            site_secret=site_secrets[0] if site_secrets else None,
             progress=True,
         )
     )
@@ -292,6 +292,14 @@ def _simulate(args: argparse.Namespace) -> int:
         with open(args.out, "w", encoding="utf-8") as f:
             f.write(text + "\n")
     return 0 if summary.errors == 0 else 1
+
+
+def _stored_dev_secrets(settings: Settings) -> dict[str, Any]:
+    """The secrets a local service generated for itself under PERSONA_DATA_DIR ({} if none)."""
+    try:
+        return stored_secrets(settings.data_dir)
+    except (OSError, ValueError):
+        return {}
 
 
 def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
@@ -349,8 +357,6 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    import redis.asyncio as aioredis
-
     from models.fromlog import LogRows, rows_from_log, rows_from_redis, train_from_rows
 
     if settings.redis_url is None and args.from_parquet is None:
@@ -360,7 +366,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     start = args.since if args.since is not None else time.time() - args.days * 86400
 
     async def stream() -> LogRows:
-        client = aioredis.Redis.from_url(settings.redis_url or "", socket_timeout=60)
+        client = redis_client_for(settings.redis_url or "", timeout_s=60)
         try:
             return await rows_from_redis(
                 client, start, _file_catalog(settings), half_life_s, args.attribution_s, args.label
@@ -393,22 +399,34 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_dev_secrets(settings: Settings) -> Settings:
+    """Settings with generated secrets (kept under PERSONA_DATA_DIR) where none are set."""
+    if (
+        settings.cookie_secrets
+        and settings.customer_id_key
+        and settings.site_secrets
+        and settings.api_keys
+    ):
+        return settings
+    stored = dev_secrets(settings.data_dir)
+    log.warning(
+        "cookie, customer-id, site secrets or API keys are not all set: using generated ones "
+        "from %s (set PERSONA_COOKIE_SECRETS, PERSONA_CUSTOMER_ID_KEY, PERSONA_SITE_SECRETS "
+        "and PERSONA_API_KEYS in production)",
+        settings.data_dir / SECRETS_FILE,
+    )
+    return dataclasses.replace(
+        settings,
+        cookie_secrets=settings.cookie_secrets or tuple(stored["cookie_secrets"]),
+        customer_id_key=settings.customer_id_key or stored["customer_id_key"],
+        site_secrets=settings.site_secrets or tuple(stored["site_secrets"]),
+        api_keys=settings.api_keys or tuple(stored["api_keys"]),
+    )
+
+
 def _serve(settings: Settings) -> int:
     local: LocalRedis | None = None
-    if not (settings.cookie_secrets and settings.customer_id_key and settings.site_secret):
-        stored = dev_secrets(settings.data_dir)
-        settings = dataclasses.replace(
-            settings,
-            cookie_secrets=settings.cookie_secrets or tuple(stored["cookie_secrets"]),
-            customer_id_key=settings.customer_id_key or stored["customer_id_key"],
-            site_secret=settings.site_secret or stored["site_secret"],
-        )
-        log.warning(
-            "cookie, customer-id or site secrets are not all set: using generated ones "
-            "from %s (set PERSONA_COOKIE_SECRETS, PERSONA_CUSTOMER_ID_KEY and "
-            "PERSONA_SITE_SECRET in production)",
-            settings.data_dir / SECRETS_FILE,
-        )
+    settings = _with_dev_secrets(settings)
     try:
         bundle = load_bundle(settings.model_dir)
         compile_bundle(bundle, settings.effective_cache_dir)
@@ -430,6 +448,7 @@ def _serve(settings: Settings) -> int:
         settings = dataclasses.replace(settings, redis_url=url)
         log.info("started a private redis-server at %s (data in %s, AOF on)", url, local.data_dir)
     base = f"http://{settings.host}:{settings.port}"
+    redis_shown = parse_redis_url(settings.redis_url or "").redacted()
 
     def announce() -> None:
         print(
@@ -437,23 +456,27 @@ def _serve(settings: Settings) -> int:
             f"  API:      POST {base}/v1/decide   (OpenAPI: {base}/openapi.json)\n"
             f"  metrics:  {base}/metrics   health: {base}/healthz   ready: {base}/readyz\n"
             f"  demo:     {base}/demo   workspace: {base}/admin\n"
-            f"  Redis:    {settings.redis_url}\n"
+            f"  Redis:    {redis_shown}\n"
             "Press Ctrl+C to stop.",
             flush=True,
         )
 
     try:
         if settings.workers == 1:
-            announce()
-            run_loop(lambda: serve_until_signal(settings, reuse_port=False), settings.uvloop)
-        else:
-            with tempfile.TemporaryDirectory(prefix="persona-metrics-") as shared:
-                os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
-                serve_workers(settings, announce)
+            run_loop(
+                lambda: serve_until_signal(settings, reuse_port=False, on_listening=announce),
+                settings.uvloop,
+            )
+            return 0
+        with tempfile.TemporaryDirectory(prefix="persona-metrics-") as shared:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+            return serve_workers(settings, announce)
+    except PortUnavailable as exc:
+        print(f"persona: {exc}", file=sys.stderr)
+        return 2
     finally:
         if local is not None:
             local.stop()
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -480,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "train":
         return _train(settings, args)
     if args.command == "simulate":
-        return _simulate(args)
+        return _simulate(settings, args)
     if args.command == "evaluate":
         return _evaluate(settings, args)
     if args.command == "model":

@@ -6,6 +6,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from service.decide.engine import DecisionEngine
+from service.events.ingest import Ingestor
 from service.events.store import EventWriter
 from service.identity.cookies import CookieSigner
 from service.identity.customer import CustomerKeys
@@ -21,3 +22,4 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 ADMIN_REDIS = web.AppKey("admin_redis", aioredis.Redis)
 EVENT_WRITER = web.AppKey("event_writer", EventWriter)
 CUSTOMER_KEYS = web.AppKey("customer_keys", CustomerKeys)
+INGESTOR = web.AppKey("ingestor", Ingestor)

@@ -76,6 +76,15 @@ FALLBACK_REASONS = (
     "internal_error",
 )
 POLICIES = ("model", "explore", "holdout", "fallback")
+COOKIE_OUTCOMES = (
+    "valid",
+    "refreshed",
+    "minted",
+    "rejected",
+    "explicit",
+    "no_consent",
+    "withdrawn",
+)
 
 
 def multiprocess_dir() -> str | None:
@@ -214,6 +223,24 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.rate_limited = Counter(
+            "persona_rate_limited_total",
+            "Requests refused by a rate limit (429), or with a wrong API key (401), by "
+            "endpoint and scope (client, visitor, auth_failures, bad_api_key).",
+            ["endpoint", "scope"],
+            registry=r,
+        )
+        self.admin_auth_failures = Counter(
+            "persona_admin_auth_failures_total",
+            "Admin API calls with a missing, unknown or revoked token.",
+            registry=r,
+        )
+        self.withdrawals = Counter(
+            "persona_consent_withdrawals_total",
+            "Consent withdrawals carried out (profile deleted, erasure queued), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
         # the per-request series are tallied (service/tally.py) and flushed in batches
         self.tallies = t = Tallies()
         self.stage = {s: t.histogram(self.stage_seconds.labels(s)) for s in STAGES}
@@ -222,7 +249,15 @@ class Metrics:
         self._request_children: dict[tuple[str, int], tuple[HistogramTally, CounterTally]] = {}
         self.cookie_outcome = {
             o: t.counter(self.cookies.labels(o))
-            for o in ("valid", "refreshed", "minted", "rejected", "explicit", "no_consent")
+            for o in (
+                "valid",
+                "refreshed",
+                "minted",
+                "rejected",
+                "explicit",
+                "no_consent",
+                "withdrawn",
+            )
         }
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:

@@ -31,14 +31,15 @@ def stored_secrets(data_dir: Path) -> dict[str, Any]:
 def dev_secrets(data_dir: Path) -> dict[str, Any]:
     """The stored development secrets, created (or completed) on first use.
 
-    Keys: ``cookie_secrets`` (list), ``customer_id_key``, ``site_secret``.
+    Keys: ``cookie_secrets``, ``site_secrets`` and ``api_keys`` (lists), ``customer_id_key``.
     """
     path = data_dir / SECRETS_FILE
     doc = stored_secrets(data_dir)
     wanted: dict[str, Any] = {
         "cookie_secrets": [secrets.token_urlsafe(32)],
         "customer_id_key": secrets.token_urlsafe(32),
-        "site_secret": secrets.token_urlsafe(32),
+        "site_secrets": [secrets.token_urlsafe(32)],
+        "api_keys": [secrets.token_urlsafe(32)],
     }
     missing = [k for k in wanted if k not in doc]
     if missing:

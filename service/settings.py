@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.store.address import parse_redis_url
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 DEFAULT_MODEL_DIR = REPO_DIR / "models" / "default"
@@ -58,8 +60,17 @@ class Settings:
     holdout_seed: str = "persona-holdout-v1"
     consent_default: str = "denied"
     customer_id_key: str | None = None
-    site_secret: str | None = None
+    site_secrets: tuple[str, ...] = ()
     api_keys: tuple[str, ...] = ()
+    forwarded_hops: int = 0
+    rate_decide_client_per_s: float = 100.0
+    rate_decide_visitor_per_s: float = 10.0
+    rate_events_client_per_s: float = 100.0
+    rate_events_visitor_per_s: float = 10.0
+    rate_admin_failures_per_min: float = 10.0
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 10.0
+    http_idle_timeout_s: float = 60.0
     events_timeout_ms: float = 500.0
     profile_ttl_days: int = 396
     log_maxlen: int = 1_000_000
@@ -169,8 +180,7 @@ def _redis_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("must start with redis://, rediss:// or unix://")
+    parse_redis_url(value)  # raises ValueError saying what is wrong
     return value
 
 
@@ -314,18 +324,80 @@ SPECS: tuple[Spec, ...] = (
         "Empty: generated once into PERSONA_DATA_DIR/secrets.json.",
     ),
     Spec(
-        "site_secret",
-        "PERSONA_SITE_SECRET",
-        _optional_secret,
-        "Secret (>= 32 chars) shared with the site's server, which signs customer ids "
-        "for its pages. Empty: generated once into PERSONA_DATA_DIR/secrets.json.",
+        "site_secrets",
+        "PERSONA_SITE_SECRETS",
+        _secrets,
+        "Comma-separated secrets (>= 32 chars) shared with the site's server, which makes "
+        "login tokens for its pages with the first; all verify (rotation). Empty: "
+        "generated once into PERSONA_DATA_DIR/secrets.json.",
     ),
     Spec(
         "api_keys",
         "PERSONA_API_KEYS",
         _secrets,
         "Comma-separated keys (>= 32 chars) the site's server sends as 'Authorization: "
-        "Bearer <key>' to pass customer ids without a signature.",
+        "Bearer <key>'; only such calls may name visitors and customers. Empty: one is "
+        "generated into PERSONA_DATA_DIR/secrets.json.",
+    ),
+    Spec(
+        "forwarded_hops",
+        "PERSONA_FORWARDED_HOPS",
+        _int_range(0, 10),
+        "Reverse proxies in front of Persona that append to X-Forwarded-For; the client "
+        "address (for rate limits) is that many entries from the right. 0: the peer address.",
+    ),
+    Spec(
+        "rate_decide_client_per_s",
+        "PERSONA_RATE_DECIDE_CLIENT_PER_S",
+        _float_range(0, 1e6),
+        "Decide calls per second one client address may make (bursts of 2 s worth); "
+        "calls with an API key are not counted here. 0: no limit.",
+    ),
+    Spec(
+        "rate_decide_visitor_per_s",
+        "PERSONA_RATE_DECIDE_VISITOR_PER_S",
+        _float_range(0, 1e6),
+        "Decide calls per second for one visitor (bursts of 2 s worth). 0: no limit.",
+    ),
+    Spec(
+        "rate_events_client_per_s",
+        "PERSONA_RATE_EVENTS_CLIENT_PER_S",
+        _float_range(0, 1e6),
+        "Event batches per second one client address may send (bursts of 2 s worth); "
+        "calls with an API key are not counted here. 0: no limit.",
+    ),
+    Spec(
+        "rate_events_visitor_per_s",
+        "PERSONA_RATE_EVENTS_VISITOR_PER_S",
+        _float_range(0, 1e6),
+        "Event batches per second for one visitor (bursts of 2 s worth). 0: no limit.",
+    ),
+    Spec(
+        "rate_admin_failures_per_min",
+        "PERSONA_RATE_ADMIN_FAILURES_PER_MIN",
+        _float_range(0, 1e6),
+        "Failed admin authentications per minute one client address may make before its "
+        "admin calls get 429. 0: no limit.",
+    ),
+    Spec(
+        "http_header_timeout_s",
+        "PERSONA_HTTP_HEADER_TIMEOUT_S",
+        _float_range(0.1, 600),
+        "A request's headers must arrive within this many seconds of its first byte, "
+        "else the connection is closed.",
+    ),
+    Spec(
+        "http_body_timeout_s",
+        "PERSONA_HTTP_BODY_TIMEOUT_S",
+        _float_range(0.1, 600),
+        "A request's body must arrive within this many seconds, else 408.",
+    ),
+    Spec(
+        "http_idle_timeout_s",
+        "PERSONA_HTTP_IDLE_TIMEOUT_S",
+        _float_range(0.1, 3600),
+        "An idle keep-alive connection (and one that never sends a request) is closed "
+        "after this many seconds.",
     ),
     Spec(
         "events_timeout_ms",

@@ -20,6 +20,9 @@ from service.settings import REPO_DIR, Settings
 
 SECRET = "test-secret-" + "x" * 32
 SITE_SECRET = "site-secret-" + "s" * 32
+API_KEY = "api-key-" + "a" * 32
+SERVER = {"Authorization": f"Bearer {API_KEY}"}
+"""Headers of a call from the site's server (it may name visitors)."""
 CACHE_DIR = Path(os.environ.get("PERSONA_TEST_CACHE", REPO_DIR / ".persona" / "cache"))
 
 
@@ -50,10 +53,17 @@ def make_settings(redis_url: str) -> Callable[..., Settings]:
             redis_url=redis_url,
             cookie_secrets=(SECRET,),
             customer_id_key="customer-key-" + "k" * 32,
-            site_secret=SITE_SECRET,
+            site_secrets=(SITE_SECRET,),
+            api_keys=(API_KEY,),
             cache_dir=CACHE_DIR,
             decide_deadline_ms=50.0,
             redis_timeout_ms=25.0,
+            # tests send bursts from one address; the limits have tests of their own
+            rate_decide_client_per_s=0.0,
+            rate_decide_visitor_per_s=0.0,
+            rate_events_client_per_s=0.0,
+            rate_events_visitor_per_s=0.0,
+            rate_admin_failures_per_min=0.0,
         )
         return dataclasses.replace(base, **overrides)
 
@@ -72,12 +82,16 @@ def app_client(
     async def make(
         settings: Settings | None = None,
         consent: str | None = "personalization,analytics",
+        server: bool = False,
         **kwargs: Any,
     ) -> TestClient[Any, Any]:
+        """``server=True``: every call carries the site's API key (it may name visitors)."""
         app: web.Application = create_app(
             settings or make_settings(), registry=CollectorRegistry(), **kwargs
         )
         headers = {"X-Persona-Consent": consent} if consent is not None else {}
+        if server:
+            headers.update(SERVER)
         client: TestClient[Any, Any] = await aiohttp_client(app, headers=headers)
         return client
 
@@ -86,8 +100,14 @@ def app_client(
 
 @pytest.fixture
 async def client(app_client: Callable[..., Any]) -> AsyncIterator[TestClient[Any, Any]]:
-    """A client of the app with default test settings."""
+    """A browser's client of the app with default test settings."""
     yield await app_client()
+
+
+@pytest.fixture
+async def server_client(app_client: Callable[..., Any]) -> AsyncIterator[TestClient[Any, Any]]:
+    """The site's server as a client of the app (its calls carry the API key)."""
+    yield await app_client(server=True)
 
 
 @pytest.fixture

@@ -42,6 +42,14 @@ def store_profile(url: str, visitor_id: str, profile: dict[str, Any]) -> None:
     client.close()
 
 
+def cookie_visitor(response: Any) -> str | None:
+    """The visitor id in a response's ``persona_vid`` cookie (``None`` when none was set)."""
+    morsel = response.cookies.get("persona_vid")
+    if morsel is None or not morsel.value:
+        return None
+    return str(morsel.value).split(".", 1)[0]
+
+
 def catalog_without_randomness(tmp_path: Path) -> Path:
     """The demo catalog with exploration and holdout off, for deterministic rankings."""
     doc = orjson.loads(DEFAULT_CATALOG.read_bytes())

@@ -9,7 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.helpers import catalog_without_randomness, fan_profile, store_profile
+from service.events.store import ERASURE_QUEUE, consent_key
+from service.features.profile import profile_key
+
+from tests.helpers import catalog_without_randomness, cookie_visitor, fan_profile, store_profile
 
 VID = "known-visitor-0000000001"
 
@@ -25,7 +28,8 @@ async def test_new_visitor_gets_a_signed_cookie_and_a_model_decision(client: Any
     )
     assert status == 200
     cookie = resp.headers["Set-Cookie"]
-    assert cookie.startswith("persona_vid=" + body["visitor_id"] + ".")
+    assert re.match(r"persona_vid=[A-Za-z0-9_-]{22}\.[0-9a-z]+\.[A-Za-z0-9_-]+;", cookie)
+    assert "visitor_id" not in body  # a page never sees the id its HttpOnly cookie holds
     for attr in ("HttpOnly", "Max-Age=34214400", "Path=/", "SameSite=Lax"):
         assert attr in cookie
     assert "Secure" not in cookie  # plain http and PERSONA_COOKIE_SECURE=auto
@@ -40,10 +44,9 @@ async def test_new_visitor_gets_a_signed_cookie_and_a_model_decision(client: Any
 
 
 async def test_returning_visitor_keeps_its_id_without_a_new_cookie(client: Any) -> None:
-    _, first, _ = await decide(client, {"placements": ["home-hero"]})
-    _, second, resp = await decide(client, {"placements": ["home-hero"]})
-    assert second["visitor_id"] == first["visitor_id"]
-    assert "Set-Cookie" not in resp.headers
+    _, _, first = await decide(client, {"placements": ["home-hero"]})
+    _, _, resp = await decide(client, {"placements": ["home-hero"]})
+    assert cookie_visitor(first) and "Set-Cookie" not in resp.headers
 
 
 async def test_secure_flag_when_configured(app_client: Any, make_settings: Any) -> None:
@@ -54,22 +57,23 @@ async def test_secure_flag_when_configured(app_client: Any, make_settings: Any) 
 
 async def test_tampered_cookie_is_replaced(app_client: Any, make_settings: Any) -> None:
     client = await app_client()
-    _, first, resp = await decide(client, {"placements": ["home-hero"]})
+    _, _, resp = await decide(client, {"placements": ["home-hero"]})
     value = resp.cookies["persona_vid"].value
     client.session.cookie_jar.clear()
     forged = value.split(".")[0][:-1] + "Z." + ".".join(value.split(".")[1:])
-    _, second, resp2 = await decide(
+    _, _, resp2 = await decide(
         client, {"placements": ["home-hero"]}, headers={"Cookie": f"persona_vid={forged}"}
     )
-    assert second["visitor_id"] != first["visitor_id"]
-    assert "Set-Cookie" in resp2.headers
+    assert cookie_visitor(resp2) not in (None, cookie_visitor(resp))
 
 
 @pytest.mark.parametrize("category", ["running", "hiking", "yoga"])
 async def test_ranking_follows_the_visitors_features(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path, category: str
 ) -> None:
-    client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
+    client = await app_client(
+        make_settings(catalog_path=catalog_without_randomness(tmp_path)), server=True
+    )
     store_profile(redis_url, VID, fan_profile(category))
     status, body, _ = await decide(
         client,
@@ -93,7 +97,9 @@ async def test_ranking_follows_the_visitors_features(
 async def test_unknown_visitor_is_scored_on_context_and_variants(
     app_client: Any, make_settings: Any, tmp_path: Path
 ) -> None:
-    client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
+    client = await app_client(
+        make_settings(catalog_path=catalog_without_randomness(tmp_path)), server=True
+    )
     _, body, _ = await decide(
         client,
         {
@@ -126,18 +132,17 @@ async def test_get_decide_for_a_plain_browser_fetch(
     # holdout off: a minted visitor would otherwise be held out (unscored) 5 % of the time
     client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
     resp = await client.get(
-        "/v1/decide?placement=home-hero,sidebar-offer&device=mobile"
-        "&page_type=home&include_scores=true"
+        "/v1/decide?placement=home-hero,sidebar-offer&device=mobile&page_type=home"
     )
     assert resp.status == 200
     body = await resp.json()
     assert set(body["decisions"]) == {"home-hero", "sidebar-offer"}
-    assert "scores" in body["decisions"]["home-hero"]
+    assert body["decisions"]["home-hero"]["policy"] == "model"
     assert "Set-Cookie" in resp.headers
 
 
-async def test_explicit_visitor_id_sets_no_cookie(client: Any) -> None:
-    _, body, resp = await decide(client, {"placements": ["home-hero"], "visitor_id": VID})
+async def test_explicit_visitor_id_sets_no_cookie(server_client: Any) -> None:
+    _, body, resp = await decide(server_client, {"placements": ["home-hero"], "visitor_id": VID})
     assert body["visitor_id"] == VID
     assert "Set-Cookie" not in resp.headers
 
@@ -165,6 +170,16 @@ async def test_explicit_visitor_id_sets_no_cookie(client: Any) -> None:
             "invalid_request",
             "$.visitor_id",
         ),
+        (
+            b'{"placements": ["home-hero"], "visitor_id": "0000000000000000000000"}',
+            "invalid_request",
+            "too predictable",
+        ),
+        (
+            b'{"placements": ["home-hero"], "visitor_id": "ab12-cd34_ef56-XY"}',
+            "invalid_request",
+            "at least 22 characters",
+        ),
         (b'{"placements": ["Home Hero"]}', "invalid_request", "$.placements[0]"),
         (
             b'{"placements": ["home-hero"], "context": {"device": "fridge"}}',
@@ -186,9 +201,9 @@ async def test_explicit_visitor_id_sets_no_cookie(client: Any) -> None:
     ],
 )
 async def test_bad_bodies_get_400_with_a_message(
-    client: Any, raw: bytes, code: str, fragment: str
+    server_client: Any, raw: bytes, code: str, fragment: str
 ) -> None:
-    resp = await client.post("/v1/decide", data=raw)
+    resp = await server_client.post("/v1/decide", data=raw)
     assert resp.status == 400
     body = await resp.json()
     assert body["error"] == code
@@ -211,8 +226,8 @@ async def test_oversized_body_gets_413(client: Any) -> None:
         ("placement=home-hero&visitor_id=bad", "visitor_id"),
     ],
 )
-async def test_bad_queries_get_400(client: Any, query: str, fragment: str) -> None:
-    resp = await client.get(f"/v1/decide?{query}")
+async def test_bad_queries_get_400(server_client: Any, query: str, fragment: str) -> None:
+    resp = await server_client.get(f"/v1/decide?{query}")
     assert resp.status == 400
     assert fragment in (await resp.json())["message"]
 
@@ -248,40 +263,46 @@ async def test_without_consent_no_cookie_no_read_and_no_personalization(
 ) -> None:
     settings = make_settings(catalog_path=catalog_without_randomness(tmp_path))
     store_profile(redis_url, VID, fan_profile("yoga"))
-    before = sync_redis.dbsize()
     body = {"placements": ["home-hero"], "visitor_id": VID, "include_scores": True}
     stranger = {"placements": ["home-hero"], "include_scores": True}
-    for consent in (None, "none", "analytics"):
-        client = await app_client(settings, consent=consent)
-        status, got, resp = await decide(client, body)
-        assert status == 200
-        assert "Set-Cookie" not in resp.headers
-        assert got["visitor_id"] is None
-        _, anon, _ = await decide(client, stranger)
-        assert got["decisions"]["home-hero"]["scores"] == anon["decisions"]["home-hero"]["scores"]
-        assert got["decisions"]["home-hero"]["variant_id"] != "hero-yoga"
-    assert sync_redis.dbsize() == before  # nothing written
-    granted = await app_client(settings, consent="personalization")
+    # no header (the default applies): nothing read, nothing written, nothing withdrawn
+    client = await app_client(settings, consent=None, server=True)
+    before = sync_redis.dbsize()
+    status, got, resp = await decide(client, body)
+    assert status == 200 and "Set-Cookie" not in resp.headers
+    assert got["visitor_id"] is None
+    _, anon, _ = await decide(client, stranger)
+    assert got["decisions"]["home-hero"]["scores"] == anon["decisions"]["home-hero"]["scores"]
+    assert got["decisions"]["home-hero"]["variant_id"] != "hero-yoga"
+    assert sync_redis.dbsize() == before
+    granted = await app_client(settings, consent="personalization", server=True)
     _, yes, _ = await decide(granted, body)
     assert yes["decisions"]["home-hero"]["variant_id"] == "hero-yoga"
 
 
-async def test_refusing_consent_deletes_an_existing_cookie(app_client: Any) -> None:
+async def test_refusing_consent_withdraws_the_callers_own_identity(
+    app_client: Any, sync_redis: Any, redis_url: str
+) -> None:
     client = await app_client(consent="personalization")
     _, _, resp = await decide(client, {"placements": ["home-hero"]})
-    assert "persona_vid=" in resp.headers["Set-Cookie"]
+    visitor = cookie_visitor(resp)
+    assert visitor is not None
+    store_profile(redis_url, visitor, fan_profile("yoga"))
     _, body, resp2 = await decide(
         client, {"placements": ["home-hero"]}, headers={"X-Persona-Consent": "none"}
     )
-    assert body["visitor_id"] is None
+    assert "visitor_id" not in body
     assert 'persona_vid=""' in resp2.headers["Set-Cookie"]
     assert "Max-Age=0" in resp2.headers["Set-Cookie"]
+    assert sync_redis.get(profile_key(visitor)) is None
+    assert sync_redis.zscore(ERASURE_QUEUE, visitor) is not None
+    assert sync_redis.hget(consent_key(visitor), "personalization") == b"0"
 
 
 async def test_consent_default_granted_is_configurable(app_client: Any, make_settings: Any) -> None:
     client = await app_client(make_settings(consent_default="granted"), consent=None)
-    _, body, resp = await decide(client, {"placements": ["home-hero"]})
-    assert body["visitor_id"] and "Set-Cookie" in resp.headers
+    _, _, resp = await decide(client, {"placements": ["home-hero"]})
+    assert cookie_visitor(resp) is not None
 
 
 @pytest.mark.parametrize("header", ["", "personalisation", "none,analytics"])

@@ -20,7 +20,7 @@ from service.keys import ENGINE
 from tests.helpers import catalog_without_randomness, fan_profile, store_profile
 from tests.test_train_from_log import exploring_catalog
 
-VID = "logged-visitor-000001"
+VID = "logged-visitor-0000000001"
 
 
 def logged_decisions(url: str) -> list[dict[str, Any]]:
@@ -48,7 +48,7 @@ async def test_rows_rebuilt_from_the_log_score_exactly_as_served(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     catalog_path = catalog_without_randomness(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path))
+    client = await app_client(make_settings(catalog_path=catalog_path), server=True)
     store_profile(redis_url, VID, fan_profile("hiking"))
     body = {
         "placements": ["home-hero", "sidebar-offer"],
@@ -91,11 +91,11 @@ async def test_nothing_is_logged_without_consent_or_when_disabled(
     app_client: Any, make_settings: Any, redis_url: str
 ) -> None:
     body = {"placements": ["home-hero"], "visitor_id": VID}
-    refused = await app_client(make_settings(), consent="none")
+    refused = await app_client(make_settings(), consent="none", server=True)
     assert (await refused.post("/v1/decide", json=body)).status == 200
-    off = await app_client(make_settings(log_decisions=False))
+    off = await app_client(make_settings(log_decisions=False), server=True)
     assert (await off.post("/v1/decide", json=body)).status == 200
-    on = await app_client(make_settings())
+    on = await app_client(make_settings(), server=True)
     assert (await on.post("/v1/decide", json=body)).status == 200
     await wait_logged(redis_url, 1)
     await asyncio.sleep(0.05)
@@ -131,9 +131,9 @@ async def test_every_logged_choice_replays_from_its_decision_id(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     catalog_path = exploring_catalog(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path))
+    client = await app_client(make_settings(catalog_path=catalog_path), server=True)
     for i in range(120):
-        vid = f"replay-visitor-{i % 12:06d}"
+        vid = f"replay-visitor-{i % 12:08d}"
         body = {"placements": ["home-hero", "sidebar-offer"], "visitor_id": vid}
         assert (await client.post("/v1/decide", json=body)).status == 200
     logged = await wait_logged(redis_url, 240)

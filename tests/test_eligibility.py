@@ -51,9 +51,9 @@ async def test_capped_variant_is_not_shown_through_the_api(
     _, doc = hero(3)
     path = tmp_path / "catalog.json"
     path.write_bytes(orjson.dumps(doc))
-    client = await app_client(make_settings(catalog_path=path))
+    client = await app_client(make_settings(catalog_path=path), server=True)
     profile = fan_profile("running")
-    vid = "capped-visitor-000001"
+    vid = "capped-visitor-0000000001"
     store_profile(redis_url, vid, profile)
     body = orjson.dumps({"placements": ["home-hero"], "visitor_id": vid, "include_scores": True})
     first = (await (await client.post("/v1/decide", data=body)).json())["decisions"]["home-hero"]
@@ -155,7 +155,7 @@ async def test_count_returns_the_next_best_and_draft_or_paused_slots_serve_the_d
             p["status"] = "paused"
     path = tmp_path / "catalog.json"
     path.write_bytes(orjson.dumps(doc))
-    client = await app_client(make_settings(catalog_path=path))
+    client = await app_client(make_settings(catalog_path=path), server=True)
     names = [p["name"] for p in doc["placements"]]
     body = orjson.dumps({"placements": names, "include_scores": True})
     got = (await (await client.post("/v1/decide", data=body)).json())["decisions"]

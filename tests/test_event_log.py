@@ -27,7 +27,7 @@ def batch(n: int, start: int = 0) -> bytes:
                 {
                     "type": "view",
                     "event_id": f"log-{i:08d}",
-                    "visitor_id": f"log-visitor-{i % 37:08d}",
+                    "visitor_id": f"log-visitor-{i % 37:011d}",
                     "category": "running",
                 }
                 for i in range(start, start + n)
@@ -44,14 +44,14 @@ def exported(out: Path) -> list[str]:
 
 
 async def test_export_writes_every_event_once_and_resumes(
-    client: Any, redis_url: str, tmp_path: Path
+    server_client: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    assert (await client.post("/v1/events", data=batch(60))).status == 202
+    assert (await server_client.post("/v1/events", data=batch(60))).status == 202
     r = aioredis.Redis.from_url(redis_url)
     out = tmp_path / "out"
     assert await export_once(LogReader(r, "export", "c1"), out) == 60
     assert sorted(exported(out)) == [f"log-{i:08d}" for i in range(60)]
-    assert (await client.post("/v1/events", data=batch(15, start=60))).status == 202
+    assert (await server_client.post("/v1/events", data=batch(15, start=60))).status == 202
     assert await export_once(LogReader(r, "export", "c1"), out) == 15
     assert len(exported(out)) == 75 and len(set(exported(out))) == 75
     lag = await LogReader(r, "export", "c1").lag()
@@ -60,9 +60,9 @@ async def test_export_writes_every_event_once_and_resumes(
 
 
 async def test_consumer_killed_after_writing_before_ack_doubles_nothing(
-    client: Any, redis_url: str, tmp_path: Path
+    server_client: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    assert (await client.post("/v1/events", data=batch(40))).status == 202
+    assert (await server_client.post("/v1/events", data=batch(40))).status == 202
     r = aioredis.Redis.from_url(redis_url)
     out = tmp_path / "out"
     crashed = LogReader(r, "export", "c1")
@@ -83,9 +83,9 @@ async def test_consumer_killed_after_writing_before_ack_doubles_nothing(
 
 
 async def test_entries_of_a_dead_consumer_are_claimed(
-    client: Any, redis_url: str, tmp_path: Path
+    server_client: Any, redis_url: str, tmp_path: Path
 ) -> None:
-    assert (await client.post("/v1/events", data=batch(20))).status == 202
+    assert (await server_client.post("/v1/events", data=batch(20))).status == 202
     r = aioredis.Redis.from_url(redis_url)
     dead = LogReader(r, "export", "dead")
     await dead.ensure_groups()
@@ -120,7 +120,7 @@ def _kill_when(proc: subprocess.Popen[bytes], out: Path, files_at_least: int) ->
 
 
 async def test_export_process_killed_mid_batch_loses_and_doubles_nothing(
-    client: Any, redis_url: str, tmp_path: Path
+    server_client: Any, redis_url: str, tmp_path: Path
 ) -> None:
     now = time.time()
     ids = [f"kill-{i:06d}" for i in range(6000)]
@@ -129,14 +129,14 @@ async def test_export_process_killed_mid_batch_loses_and_doubles_nothing(
             {
                 "type": "view",
                 "event_id": eid,
-                "visitor_id": f"kill-visitor-{i % 211:06d}",
+                "visitor_id": f"kill-visitor-{i % 211:010d}",
                 "category": "running",
                 # Two days interleaved in stream order: part files must stay contiguous.
                 "timestamp": now - (2 * 86400 if i % 2 else 0),
             }
             for i, eid in enumerate(ids[start : start + 100], start)
         ]
-        resp = await client.post("/v1/events", data=orjson.dumps({"events": events}))
+        resp = await server_client.post("/v1/events", data=orjson.dumps({"events": events}))
         assert resp.status == 202
     out = tmp_path / "out"
     r = aioredis.Redis.from_url(redis_url)
@@ -170,7 +170,7 @@ def test_export_command(redis_url: str, tmp_path: Path) -> None:
 async def test_log_length_and_consumer_lag_are_exported(
     app_client: Any, make_settings: Any, redis_url: str
 ) -> None:
-    client = await app_client(make_settings(log_metrics_interval_s=0.05))
+    client = await app_client(make_settings(log_metrics_interval_s=0.05), server=True)
     assert (await client.post("/v1/events", data=batch(12))).status == 202
     r = aioredis.Redis.from_url(redis_url)
     reader = LogReader(r, "training", "t1")

@@ -14,7 +14,7 @@ import pytest
 from service.events.store import ERASURE_QUEUE, consent_key, log_key
 from service.features.profile import decode_profile, partition, profile_key
 from service.local_redis import LocalRedis
-from tests.helpers import catalog_without_randomness
+from tests.helpers import catalog_without_randomness, cookie_visitor
 
 VID = "events-visitor-00000001"
 
@@ -36,9 +36,9 @@ async def send(client: Any, events: list[dict[str, Any]], **kw: Any) -> tuple[in
 
 
 async def test_views_update_the_profile_and_the_log(
-    sync_redis: Any, client: Any, redis_url: str
+    sync_redis: Any, server_client: Any, redis_url: str
 ) -> None:
-    status, body = await send(client, [view(i) for i in range(5)])
+    status, body = await send(server_client, [view(i) for i in range(5)])
     assert status == 202, body
     assert body["accepted"] == 5 and body["rejected"] == 0
     r = sync_redis
@@ -49,17 +49,19 @@ async def test_views_update_the_profile_and_the_log(
     assert orjson.loads(entries[0][1][b"e"])["type"] == "view"
 
 
-async def test_replayed_batch_is_counted_once(sync_redis: Any, client: Any, redis_url: str) -> None:
+async def test_replayed_batch_is_counted_once(
+    sync_redis: Any, server_client: Any, redis_url: str
+) -> None:
     batch = [view(i) for i in range(3)]
-    assert (await send(client, batch))[0] == 202
-    status, body = await send(client, batch)
+    assert (await send(server_client, batch))[0] == 202
+    status, body = await send(server_client, batch)
     assert status == 202 and body["duplicate"] == 3 and body["accepted"] == 0
     profile = decode_profile(sync_redis.get(profile_key(VID)))
     assert profile is not None and profile["views"] == 3
 
 
 async def test_invalid_events_are_rejected_one_by_one(
-    sync_redis: Any, client: Any, redis_url: str
+    sync_redis: Any, server_client: Any, redis_url: str
 ) -> None:
     events: list[Any] = [
         view(1),
@@ -84,7 +86,7 @@ async def test_invalid_events_are_rejected_one_by_one(
         "not an object",
         view(2, timestamp=time.time() + 86400),
     ]
-    status, body = await send(client, events)
+    status, body = await send(server_client, events)
     assert status == 202
     results = body["results"]
     assert [r["status"] for r in results] == [
@@ -126,16 +128,16 @@ async def test_bad_envelopes_get_400(client: Any, raw: bytes, fragment: str) -> 
 async def test_without_consent_nothing_is_stored(
     sync_redis: Any, app_client: Any, redis_url: str
 ) -> None:
-    client = await app_client(consent=None)
+    client = await app_client(consent=None, server=True)
     status, body = await send(client, [view(i) for i in range(3)])
     assert status == 202 and body["ignored"] == 3
     assert sync_redis.dbsize() == 0
 
 
 async def test_withdrawing_consent_deletes_the_profile_and_queues_erasure(
-    sync_redis: Any, client: Any, redis_url: str
+    sync_redis: Any, server_client: Any, redis_url: str
 ) -> None:
-    await send(client, [view(i) for i in range(3)])
+    await send(server_client, [view(i) for i in range(3)])
     withdraw = {
         "type": "consent",
         "event_id": "consent-0001",
@@ -143,7 +145,7 @@ async def test_withdrawing_consent_deletes_the_profile_and_queues_erasure(
         "personalization": False,
         "policy_version": "2026-11",
     }
-    status, _ = await send(client, [withdraw])
+    status, _ = await send(server_client, [withdraw])
     assert status == 202
     r = sync_redis
     assert r.get(profile_key(VID)) is None
@@ -154,7 +156,7 @@ async def test_withdrawing_consent_deletes_the_profile_and_queues_erasure(
 
 async def test_browser_events_use_the_cookie(sync_redis: Any, client: Any, redis_url: str) -> None:
     resp = await client.post("/v1/decide", data=b'{"placements": ["home-hero"]}')
-    visitor = (await resp.json())["visitor_id"]
+    visitor = cookie_visitor(resp)
     event = {"type": "view", "event_id": "cookie-view-1", "category": "yoga"}
     status, body = await send(client, [event])
     assert status == 202 and body["accepted"] == 1
@@ -162,9 +164,11 @@ async def test_browser_events_use_the_cookie(sync_redis: Any, client: Any, redis
     assert profile is not None and profile["recent"] == ["yoga"]
 
 
-async def test_every_per_person_key_expires(sync_redis: Any, client: Any, redis_url: str) -> None:
+async def test_every_per_person_key_expires(
+    sync_redis: Any, server_client: Any, redis_url: str
+) -> None:
     await send(
-        client,
+        server_client,
         [view(i) for i in range(3)]
         + [
             {
@@ -186,7 +190,9 @@ async def test_every_per_person_key_expires(sync_redis: Any, client: Any, redis_
 async def test_viewing_running_pages_yesterday_ranks_running_first_today(
     app_client: Any, make_settings: Any, tmp_path: Path
 ) -> None:
-    client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
+    client = await app_client(
+        make_settings(catalog_path=catalog_without_randomness(tmp_path)), server=True
+    )
     yesterday = time.time() - 86400
     events = [
         view(i, "running", tags=["shoes", "road"], price_band=2, timestamp=yesterday + 60 * i)
@@ -208,7 +214,9 @@ async def test_redis_down_means_503_with_retry_after_never_202(
     server = LocalRedis(tmp_path / "redis", appendonly=False)
     server.start()
     try:
-        client = await app_client(make_settings(redis_url=server.url, events_timeout_ms=200.0))
+        client = await app_client(
+            make_settings(redis_url=server.url, events_timeout_ms=200.0), server=True
+        )
         assert (await send(client, [view(1)]))[0] == 202
         assert server.process is not None
         os.kill(server.process.pid, signal.SIGKILL)
@@ -224,7 +232,9 @@ async def test_redis_hung_means_503(app_client: Any, make_settings: Any, tmp_pat
     server.start()
     assert server.process is not None
     try:
-        client = await app_client(make_settings(redis_url=server.url, events_timeout_ms=100.0))
+        client = await app_client(
+            make_settings(redis_url=server.url, events_timeout_ms=100.0), server=True
+        )
         os.kill(server.process.pid, signal.SIGSTOP)
         resp = await client.post("/v1/events", data=orjson.dumps({"events": [view(3)]}))
         assert resp.status == 503

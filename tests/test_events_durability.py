@@ -35,7 +35,9 @@ async def test_acknowledged_events_survive_a_redis_sigkill(
     # always: with everysec a write postponed behind a slow fsync is lost on SIGKILL
     server = LocalRedis(tmp_path / "redis", appendonly=True, appendfsync="always")
     server.start()
-    client = await app_client(make_settings(redis_url=server.url, events_timeout_ms=200.0))
+    client = await app_client(
+        make_settings(redis_url=server.url, events_timeout_ms=200.0), server=True
+    )
     acked: list[dict[str, Any]] = []
     statuses_while_down: list[int] = []
     try:

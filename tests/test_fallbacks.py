@@ -86,7 +86,7 @@ async def test_redis_killed_then_restarted(
         catalog_path=catalog_without_randomness(tmp_path),
     )
     store_profile(own_redis.url, VID, fan_profile("running"))
-    client = await app_client(settings)
+    client = await app_client(settings, server=True)
     assert (await post(client))["decisions"]["home-hero"]["variant_id"] == "hero-running"
     assert own_redis.process is not None
     own_redis.process.send_signal(signal.SIGKILL)
@@ -117,7 +117,7 @@ async def test_redis_hung_times_out_then_breaker_fails_fast(
         catalog_path=catalog_without_randomness(tmp_path),
     )
     store_profile(own_redis.url, VID, fan_profile("hiking"))
-    client = await app_client(settings)
+    client = await app_client(settings, server=True)
     assert (await post(client))["decisions"]["home-hero"]["variant_id"] == "hero-hiking"
     assert own_redis.process is not None
     pid = own_redis.process.pid
@@ -136,7 +136,7 @@ async def test_redis_hung_times_out_then_breaker_fails_fast(
 
 
 async def test_unreachable_redis_at_start(app_client: Any, make_settings: Any) -> None:
-    client = await app_client(make_settings(redis_url="redis://127.0.0.1:1/0"))
+    client = await app_client(make_settings(redis_url="redis://127.0.0.1:1/0"), server=True)
     for _ in range(3):
         assert_defaults(await post(client), "redis_unavailable")
     # a new visitor has nothing to read: still personalized on context alone
@@ -145,7 +145,7 @@ async def test_unreachable_redis_at_start(app_client: Any, make_settings: Any) -
 
 
 async def test_missing_model(app_client: Any, make_settings: Any, tmp_path: Path) -> None:
-    client = await app_client(make_settings(model_dir=tmp_path / "nothing"))
+    client = await app_client(make_settings(model_dir=tmp_path / "nothing"), server=True)
     assert_defaults(await post(client), "no_model")
     ready = await client.get("/readyz")
     assert ready.status == 503 and (await ready.json())["checks"]["model"] is False
@@ -162,7 +162,7 @@ async def test_corrupt_model(app_client: Any, make_settings: Any, tmp_path: Path
     bundle = copy_bundle(tmp_path)
     text = (bundle / "model.txt").read_text()
     (bundle / "model.txt").write_text(text.replace("leaf_value=", "leaf_value=1", 1))
-    client = await app_client(make_settings(model_dir=bundle))
+    client = await app_client(make_settings(model_dir=bundle), server=True)
     assert_defaults(await post(client), "no_model")
 
 
@@ -173,7 +173,7 @@ async def test_model_with_another_schema(
     manifest = orjson.loads((bundle / "manifest.json").read_bytes())
     manifest["feature_names"] = manifest["feature_names"][:-1]
     (bundle / "manifest.json").write_bytes(orjson.dumps(manifest))
-    client = await app_client(make_settings(model_dir=bundle))
+    client = await app_client(make_settings(model_dir=bundle), server=True)
     assert_defaults(await post(client), "no_model")
 
 
@@ -186,15 +186,15 @@ class FailingPredictor:
         raise RuntimeError("model exploded")
 
 
-async def test_scoring_error(client: Any) -> None:
-    engine = client.app[ENGINE]
+async def test_scoring_error(server_client: Any) -> None:
+    engine = server_client.app[ENGINE]
     assert engine.model is not None
     engine.model = LoadedModel(FailingPredictor(), engine.model.manifest)
-    assert_defaults(await post(client), "score_error")
+    assert_defaults(await post(server_client), "score_error")
 
 
 async def test_missing_catalog(app_client: Any, make_settings: Any, tmp_path: Path) -> None:
-    client = await app_client(make_settings(catalog_path=tmp_path / "none.json"))
+    client = await app_client(make_settings(catalog_path=tmp_path / "none.json"), server=True)
     body = await post(client)
     for name in ("home-hero", "sidebar-offer"):
         d = body["decisions"][name]

@@ -74,11 +74,25 @@ def test_explicit_visitor_id_wins_and_sets_no_cookie() -> None:
     assert identity.known and identity.cookie is None
 
 
-def test_without_consent_nothing_is_identified_and_the_cookie_is_deleted() -> None:
+def test_an_explicit_refusal_withdraws_the_cookies_identity_and_deletes_the_cookie() -> None:
     signer = CookieSigner((K1,), 3600)
     identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW, NO)
-    assert outcome == "no_consent"
+    assert outcome == "withdrawn"
     assert identity.visitor_id is None and not identity.known and identity.cookie is None
-    assert identity.clear_cookie
-    identity, _ = identify(signer, None, "server-side-id-12345", NOW, NO)
+    assert identity.clear_cookie and identity.withdrawing == VID
+    # the site's server may refuse for a visitor it names
+    identity, outcome = identify(signer, None, "server-side-id-12345", NOW, NO)
+    assert outcome == "withdrawn" and identity.withdrawing == "server-side-id-12345"
     assert identity.visitor_id is None and not identity.clear_cookie
+    # a refusal with a forged cookie withdraws nobody, and still deletes the cookie
+    identity, outcome = identify(signer, "forged.cookie.value", None, NOW, NO)
+    assert outcome == "no_consent" and identity.withdrawing is None and identity.clear_cookie
+
+
+def test_without_a_consent_header_nothing_is_read_written_or_changed() -> None:
+    signer = CookieSigner((K1,), 3600)
+    unknown = ConsentState(False, False, "default")
+    identity, outcome = identify(signer, signer.sign(VID, int(NOW)), None, NOW, unknown)
+    assert outcome == "no_consent"
+    assert identity.visitor_id is None and identity.withdrawing is None
+    assert not identity.clear_cookie and identity.cookie is None

@@ -50,12 +50,12 @@ async def test_activate_and_roll_back_under_load_without_a_failed_request(
     refused = await asyncio.to_thread(register, redis_url, mismatched)
     assert refused.returncode == 2 and "schema" in refused.stderr
 
-    client = await app_client(make_settings(config_poll_ms=20))
+    client = await app_client(make_settings(config_poll_ms=20), server=True)
     r = aioredis.Redis.from_url(redis_url)
     token = await TokenStore(r).create("ml", ["models"])
     await r.aclose()
     auth = {"Authorization": f"Bearer {token}"}
-    body = {"placements": ["home-hero"], "visitor_id": "registry-visitor-01"}
+    body = {"placements": ["home-hero"], "visitor_id": "registry-visitor-0000001"}
     seen: list[tuple[int, Any, Any]] = []
     stop = asyncio.Event()
 
@@ -154,12 +154,14 @@ async def test_a_shadow_model_is_scored_and_logged_but_never_shown(
     folder = tiny_bundle(tmp_path, "tiny-shadow")
     assert (await asyncio.to_thread(register, redis_url, folder)).returncode == 0
     catalog_path = catalog_without_randomness(tmp_path)
-    client = await app_client(make_settings(config_poll_ms=20, catalog_path=catalog_path))
+    client = await app_client(
+        make_settings(config_poll_ms=20, catalog_path=catalog_path), server=True
+    )
     r = aioredis.Redis.from_url(redis_url)
     token = await TokenStore(r).create("ml", ["models"])
     await r.aclose()
     auth = {"Authorization": f"Bearer {token}"}
-    vid = "shadowed-visitor-01"
+    vid = "shadowed-visitor-0000001"
     store_profile(redis_url, vid, fan_profile("yoga"))
     body = {"placements": ["home-hero"], "visitor_id": vid, "include_scores": True}
     assert (await client.post("/v1/admin/models/tiny-shadow/shadow", headers=auth)).status == 200

@@ -64,7 +64,7 @@ async def drive_traffic(
     rng = random.Random(seed)
     fans = {}
     for i in range(150):
-        vid = f"trainer-visitor-{i:05d}"
+        vid = f"trainer-visitor-{i:07d}"
         fans[vid] = CATEGORIES[i % len(CATEGORIES)]
         store_profile(redis_url, vid, fan_profile(fans[vid]))
     category = {v["id"]: v["category"] for v in DEMO["variants"]}
@@ -98,7 +98,7 @@ async def test_train_from_logged_decisions_and_clicks(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     catalog_path = exploring_catalog(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path))
+    client = await app_client(make_settings(catalog_path=catalog_path), server=True)
     decisions, clicks = await drive_traffic(client, redis_url, catalog_path, 1500)
     r = aioredis.Redis.from_url(redis_url)
     entries = await read_log(r, since=0.0)
@@ -149,7 +149,7 @@ async def test_evaluate_ranks_the_candidate_above_random_and_flags_by_margin(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     catalog_path = exploring_catalog(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path))
+    client = await app_client(make_settings(catalog_path=catalog_path), server=True)
     decisions, _ = await drive_traffic(client, redis_url, catalog_path, 1500, seed=9)
     r = aioredis.Redis.from_url(redis_url)
     entries = await read_log(r, since=0.0)
@@ -190,7 +190,7 @@ async def test_rows_do_not_depend_on_the_order_the_log_is_read_in(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     catalog_path = exploring_catalog(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path))
+    client = await app_client(make_settings(catalog_path=catalog_path), server=True)
     await drive_traffic(client, redis_url, catalog_path, 300, seed=4)
     r = aioredis.Redis.from_url(redis_url)
     entries = await read_log(r, since=0.0)

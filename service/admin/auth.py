@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 
 from service.admin.tokens import Principal, TokenStore
 from service.errors import ApiError
+from service.http.guard import GUARD
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKENS = web.AppKey("admin_tokens", TokenStore)
@@ -25,8 +26,11 @@ def require(scope: str | None) -> Callable[[Handler], Handler]:
 
     def wrap(handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
+            guard = request.app[GUARD]
+            guard.admin_blocked(request)  # 429 after too many failures from this client
             header = request.headers.get("Authorization", "")
             if not header.startswith("Bearer "):
+                guard.admin_failed(request)
                 raise ApiError(
                     401,
                     "unauthorized",
@@ -41,6 +45,7 @@ def require(scope: str | None) -> Callable[[Handler], Handler]:
                     503, "unavailable", "Redis did not answer; retry", {"Retry-After": "1"}
                 ) from None
             if principal is None:
+                guard.admin_failed(request)
                 raise ApiError(401, "unauthorized", "the token is unknown or revoked", _CHALLENGE)
             if scope is not None and not principal.can(scope):
                 raise ApiError(

@@ -6,9 +6,8 @@ import argparse
 import asyncio
 import sys
 
-import redis.asyncio as aioredis
-
 from service.admin.tokens import SCOPES, TokenError, TokenStore
+from service.store.address import redis_client_for
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -42,7 +41,7 @@ def run(redis_url: str | None, args: argparse.Namespace) -> int:
         return 2
 
     async def act() -> int:
-        client = aioredis.Redis.from_url(redis_url, socket_timeout=10)
+        client = redis_client_for(redis_url, timeout_s=10)
         store = TokenStore(client)
         try:
             if args.action == "create":
@@ -99,7 +98,7 @@ def run_model(redis_url: str | None, args: argparse.Namespace) -> int:
         return 2
 
     async def act() -> int:
-        client = aioredis.Redis.from_url(redis_url, socket_timeout=30)
+        client = redis_client_for(redis_url, timeout_s=30)
         try:
             await ModelRegistry(client).register(bundle, args.by)
         except ModelError as exc:

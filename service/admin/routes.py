@@ -284,6 +284,13 @@ async def post_preview(request: web.Request) -> web.Response:
         raise ApiError(422, "invalid_config", str(exc)) from None
     profile: dict[str, Any] | None = body.profile
     if body.visitor_id is not None:
+        if not principal(request).can("privacy"):
+            raise ApiError(
+                403,
+                "forbidden",
+                "previewing a stored visitor reads their personal data: it needs the "
+                "'privacy' scope; describe a visitor with 'profile' instead",
+            )
         profile = await _stored_profile(request, body.visitor_id)
     now = time.time()
     settings = request.app[SETTINGS]

@@ -6,8 +6,8 @@
 -- All four share the {pNN} hash tag.
 -- ARGV[1] now  ARGV[2] half-life s  ARGV[3] profile TTL s  ARGV[4] log max length
 -- ARGV[5] dedupe window s  ARGV[6] visitor id  ARGV[7] JSON array of normalized events
--- Returns one integer per event: 1 applied, 0 duplicate; then 1 if consent was withdrawn
--- (the profile is deleted, and nothing more is written for the person).
+-- Returns one integer per event: 1 applied, 0 duplicate. Consent events here are grants
+-- (withdrawals are carried out by withdraw.lua).
 
 local now = tonumber(ARGV[1])
 local half_life = tonumber(ARGV[2])
@@ -79,7 +79,6 @@ end
 
 local result = {}
 local changed = false
-local withdrawn = false
 for i, ev in ipairs(events) do
   local ts = tonumber(ev.ts)
   if redis.call('ZADD', KEYS[2], 'NX', now, ev.id) == 0 then
@@ -140,7 +139,6 @@ for i, ev in ipairs(events) do
                  'analytics', ev.analytics and '1' or '0', 'policy_version', ev.policy_version,
                  'source', ev.source, 'ts', ts, 'recorded', now)
       redis.call('EXPIRE', KEYS[4], ttl)
-      withdrawn = not ev.personalization
     else
       changed = true
     end
@@ -150,13 +148,10 @@ end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 redis.call('EXPIRE', KEYS[2], math.ceil(window))
-if withdrawn then
-  redis.call('DEL', KEYS[1])
-elseif changed and p ~= nil then
+if changed and p ~= nil then
   if next(p.recent) == nil then p.recent = nil end
   redis.call('SET', KEYS[1], cjson.encode(p), 'EX', ttl)
 elseif raw then
   redis.call('EXPIRE', KEYS[1], ttl)
 end
-result[#result + 1] = withdrawn and 1 or 0
 return result

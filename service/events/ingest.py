@@ -1,171 +1,132 @@
-"""Turning a raw batch into per-event verdicts and per-person normalized events.
+"""The event ingestor: a batch in, a verdict per event out, transport-free.
 
-Pure: the clock, the consent state, the request's visitor and the catalog
-come in as arguments, so every rule is tested from tables of cases.
+``ingest(raws, caller, now)`` validates the batch (``validate.py``: the trust
+rules, consent, formats), then writes in this order: identity links (a login
+token bound to the caller's own cookie, or the site's server naming the
+visitor), the events of each person (one script per person, one round trip),
+and consent withdrawals (the caller's own identity, always). One Redis error
+policy: anything Redis could not do raises :class:`EventsUnavailable` and the
+whole batch is to be sent again (event ids make that safe).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import msgspec
-import orjson
+from redis.exceptions import RedisError
 
 from service.catalog.model import Catalog
-from service.events.schemas import (
-    EVENT_DECODER,
-    Click,
-    Consent,
-    Conversion,
-    Event,
-    Feedback,
-    Identify,
-    Impression,
-    View,
-)
+from service.events.schemas import Consent, Identify
+from service.events.store import EventWriter
+from service.events.validate import Caller, Verdict, validate_batch
+from service.identity.customer import CustomerKeys
+from service.metrics import Metrics
+from service.store.errors import StoreError
 
-MAX_FUTURE_S = 300.0
-MAX_AGE_S = 7 * 86400.0
+EVENT_TYPES = ("view", "impression", "click", "conversion", "feedback", "identify", "consent")
+
+
+class EventsUnavailable(Exception):
+    """Redis could not store the batch; nothing may be acknowledged."""
 
 
 @dataclass(slots=True)
-class Verdict:
-    """What happened to one event of the batch."""
-
-    index: int
-    event_id: str | None
-    type: str | None
-    status: str  # accepted | duplicate | rejected | ignored
-    reason: str | None = None
-    clamped: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """The verdict as the API returns it."""
-        out: dict[str, Any] = {
-            "index": self.index,
-            "event_id": self.event_id,
-            "status": self.status,
-        }
-        if self.reason is not None:
-            out["reason"] = self.reason
-        if self.clamped:
-            out["clamped"] = True
-        return out
-
-
-@dataclass(slots=True)
-class Batch:
-    """A validated batch: verdicts for all, normalized events grouped by person."""
+class Ingested:
+    """What became of a batch, and what the caller's cookie should become."""
 
     verdicts: list[Verdict]
-    by_person: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    slots: dict[str, list[int]] = field(default_factory=dict)
-    links: list[tuple[int, str, Identify]] = field(default_factory=list)
+    relinked_to: str | None = None
+    """The customer profile id the caller's own cookie now names (after its login)."""
+    withdrew: bool = False
+    """The caller's own identity withdrew consent: its cookie is to be deleted."""
+
+    def count(self, status: str) -> int:
+        """How many events ended with ``status``."""
+        return sum(v.status == status for v in self.verdicts)
 
 
-def _peek(raw: bytes) -> tuple[str | None, str | None]:
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None, None
-    if not isinstance(doc, dict):
-        return None, None
-    eid, kind = doc.get("event_id"), doc.get("type")
-    return (
-        eid if isinstance(eid, str) and len(eid) <= 64 else None,
-        kind if isinstance(kind, str) and len(kind) <= 32 else None,
-    )
+class Ingestor:
+    """Validates and stores event batches."""
 
+    def __init__(self, writer: EventWriter, keys: CustomerKeys, metrics: Metrics) -> None:
+        self.writer = writer
+        self.keys = keys
+        self.metrics = metrics
 
-def clamp(ts: float | None, now: float) -> tuple[float, bool]:
-    """The event time: now when absent, pulled back into [now - 7 d, now + 5 min]."""
-    if ts is None:
-        return now, False
-    if ts > now + MAX_FUTURE_S:
-        return now, True
-    if ts < now - MAX_AGE_S:
-        return now - MAX_AGE_S, True
-    return ts, False
-
-
-def _variant_category(catalog: Catalog | None, variant_id: str) -> str | None:
-    if catalog is None:
-        return None
-    for placement in catalog.placements.values():
-        for v in placement.variants:
-            if v.id == variant_id:
-                return v.category
-    return None
-
-
-def normalize(event: Event, ts: float, catalog: Catalog | None) -> dict[str, Any] | str:
-    """The event as the update script takes it, or a rejection reason."""
-    base: dict[str, Any] = {"type": type(event).__name__.lower(), "id": event.event_id, "ts": ts}
-    log: dict[str, Any] = msgspec.to_builtins(event)
-    log["timestamp"] = ts
-    log.pop("visitor_id", None)
-    if isinstance(event, View):
-        base.update(category=event.category, tags=event.tags, price_band=event.price_band)
-    elif isinstance(event, Impression | Click):
-        category = _variant_category(catalog, event.variant_id)
-        if category is None:
-            return f"unknown variant {event.variant_id!r}"
-        base.update(variant_id=event.variant_id, category=category)
-    elif isinstance(event, Conversion):
-        base.update(value=event.value)
-    elif isinstance(event, Feedback):
-        base.update(rating=event.rating)
-    elif isinstance(event, Consent):
-        base.update(
-            personalization=event.personalization,
-            analytics=event.analytics,
-            policy_version=event.policy_version,
-            source=event.source,
-        )
-    base["raw"] = orjson.dumps(log).decode()
-    return {k: v for k, v in base.items() if v is not None}
-
-
-def validate_batch(
-    raws: list[msgspec.Raw],
-    now: float,
-    request_visitor: str | None,
-    personalization: bool,
-    catalog: Catalog | None,
-) -> Batch:
-    """Validate every event on its own and group the valid ones by person."""
-    batch = Batch(verdicts=[])
-    seen_ids: set[str] = set()
-    for index, raw in enumerate(raws):
+    async def ingest(
+        self, raws: list[msgspec.Raw], caller: Caller, now: float, catalog: Catalog | None
+    ) -> Ingested:
+        """Validate and store a batch; raises :class:`EventsUnavailable`."""
+        batch = validate_batch(raws, now, caller, catalog)
+        result = Ingested(batch.verdicts)
         try:
-            event = EVENT_DECODER.decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            eid, kind = _peek(bytes(raw))
-            batch.verdicts.append(Verdict(index, eid, kind, "rejected", str(exc)))
-            continue
-        kind = type(event).__name__.lower()
-        verdict = Verdict(index, event.event_id, kind, "accepted")
-        batch.verdicts.append(verdict)
-        visitor = event.visitor_id or request_visitor
-        if not personalization and not isinstance(event, Consent):
-            verdict.status, verdict.reason = "ignored", "no consent to personalization"
-            continue
-        if visitor is None:
-            verdict.status, verdict.reason = "rejected", "no visitor: send the cookie or visitor_id"
-            continue
-        if event.event_id in seen_ids:
-            verdict.status, verdict.reason = "duplicate", "event_id repeated in this batch"
-            continue
-        seen_ids.add(event.event_id)
-        ts, verdict.clamped = clamp(event.timestamp, now)
-        if isinstance(event, Identify):
-            batch.links.append((index, visitor, event))
-            continue
-        normalized = normalize(event, ts, catalog)
-        if isinstance(normalized, str):
-            verdict.status, verdict.reason = "rejected", normalized
-            continue
-        batch.by_person.setdefault(visitor, []).append(normalized)
-        batch.slots.setdefault(visitor, []).append(index)
-    return batch
+            await self._links(batch.links, caller, result, now)
+            if batch.by_person:
+                # bounded by PERSONA_EVENTS_TIMEOUT_MS inside the writer; a batch that
+                # timed out may still land, and its replay is de-duplicated
+                applied = await self.writer.apply(batch.by_person, now)
+                for visitor, flags in applied.items():
+                    for index, flag in zip(batch.slots[visitor], flags, strict=True):
+                        if not flag:
+                            batch.verdicts[index].status = "duplicate"
+            await self._withdrawals(batch.withdrawals, caller, result, now)
+        except (RedisError, StoreError, OSError, TimeoutError) as exc:
+            raise EventsUnavailable(str(exc)) from None
+        self._count(result)
+        return result
+
+    async def _links(
+        self, links: list[tuple[int, str, Identify]], caller: Caller, result: Ingested, now: float
+    ) -> None:
+        for index, visitor, event in links:
+            verdict = result.verdicts[index]
+            customer_id, token = event.customer_id, event.signature
+            if not caller.trust.server or token is not None:
+                why = self.keys.check_login(token, customer_id, visitor, now)
+                if why:
+                    verdict.status, verdict.reason = "rejected", why
+                    continue
+            profile_id = self.keys.profile_id(customer_id)
+            merged = await self.writer.link(
+                visitor, profile_id, f"{verdict.event_id}:{visitor}", now
+            )
+            self.metrics.merges.labels("merged" if merged else "already_linked").inc()
+            if visitor == caller.visitor_id:
+                result.relinked_to = profile_id
+
+    async def _withdrawals(
+        self,
+        withdrawals: list[tuple[int, str, Consent]],
+        caller: Caller,
+        result: Ingested,
+        now: float,
+    ) -> None:
+        own = caller.withdrawing or caller.visitor_id
+        done = False
+        for _, target, event in withdrawals:
+            await self.writer.withdraw(
+                target,
+                now,
+                analytics=event.analytics,
+                policy_version=event.policy_version,
+                source=event.source,
+                ts=event.timestamp,
+            )
+            self.metrics.withdrawals.labels("event").inc()
+            if target == own:
+                done = True
+        if caller.withdrawing is not None and not done:
+            # an explicit refusal in X-Persona-Consent withdraws as a consent event would
+            await self.writer.withdraw(caller.withdrawing, now)
+            self.metrics.withdrawals.labels("header").inc()
+            done = True
+        result.withdrew = done and own is not None
+
+    def _count(self, result: Ingested) -> None:
+        by_label: dict[tuple[str, str], int] = {}
+        for v in result.verdicts:
+            label = (v.type if v.type in EVENT_TYPES else "unknown", v.status)
+            by_label[label] = by_label.get(label, 0) + 1
+        for (kind, status), n in by_label.items():
+            self.metrics.events.labels(kind, status).inc(n)

@@ -34,6 +34,8 @@ def consent_key(visitor_id: str) -> str:
 
 
 ERASURE_QUEUE = "persona:erasure:pending"
+ALIAS_MAX_DEPTH = 4
+"""Longest chain of alias links followed (a device id -> a customer profile is one)."""
 
 
 def log_key(part: int) -> str:
@@ -71,6 +73,7 @@ class EventWriter:
         # SHA-1 is what Redis names scripts by, not a security measure
         self.apply_sha = hashlib.sha1(self.apply_source.encode(), usedforsecurity=False).hexdigest()
         self.merge_script = client.register_script(files.joinpath("merge.lua").read_text())
+        self.withdraw_script = client.register_script(files.joinpath("withdraw.lua").read_text())
 
     async def apply(
         self, by_person: dict[str, list[dict[str, Any]]], now: float
@@ -111,14 +114,45 @@ class EventWriter:
         )
         return bool(merged)
 
+    async def withdraw(
+        self,
+        visitor_id: str,
+        now: float,
+        *,
+        analytics: bool = False,
+        policy_version: str = "header",
+        source: str = "header",
+        ts: float | None = None,
+    ) -> list[str]:
+        """Carry out a consent withdrawal: delete the profile (and the customer profile a
+        device id is an alias of), record the withdrawal, queue every id for erasure.
+
+        Returns the ids whose data was deleted. Idempotent: a repeat deletes nothing more.
+        """
+        ids: list[str] = []
+        current: str | None = visitor_id
+        while current is not None and current not in ids and len(ids) <= ALIAS_MAX_DEPTH:
+            alias = await self.withdraw_script(
+                keys=[profile_key(current), seen_key(current), consent_key(current)],
+                args=[
+                    self.config.ttl_s,
+                    "1" if analytics else "0",
+                    policy_version,
+                    source,
+                    repr(ts if ts is not None else now),
+                    repr(now),
+                ],
+            )
+            ids.append(current)
+            current = alias.decode() if isinstance(alias, bytes) else None
+        await self.client.zadd(ERASURE_QUEUE, dict.fromkeys(ids, now))
+        return ids
+
     async def _apply_once(
         self, by_person: dict[str, list[dict[str, Any]]], now: float
     ) -> dict[str, list[int] | str]:
-        """Apply each person's events; return per-event 1 (applied) / 0 (duplicate).
-
-        A person who withdrew consent is queued for erasure (the profile itself
-        is already deleted by the script).
-        """
+        """Apply each person's events; return per-event 1 (applied) / 0 (duplicate), or
+        the customer profile id an aliased person's events must go to."""
         order = list(by_person)
         args = apply_args(now, self.config)
         commands = [
@@ -138,17 +172,11 @@ class EventWriter:
             if isinstance(reply, StoreReplyError):
                 raise StoreUnavailable(f"event script failed: {reply}")
         out: dict[str, list[int] | str] = {}
-        withdrawn: dict[str, float] = {}
         for vid, reply in zip(order, replies, strict=True):
             if reply and reply[0] == b"alias":
                 out[vid] = reply[1].decode()
                 continue
-            *flags, gone = (int(x) for x in reply)
-            out[vid] = flags
-            if gone:
-                withdrawn[vid] = now
-        if withdrawn:
-            await self.client.zadd(ERASURE_QUEUE, withdrawn)
+            out[vid] = [int(x) for x in reply]
         return out
 
 

@@ -1,7 +1,8 @@
-"""``/v1/decide``: parse, identify, call the decision core, serialize."""
+"""``/v1/decide``: parse, check who may ask, identify, call the decision core, serialize."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from time import perf_counter
@@ -9,6 +10,7 @@ from time import perf_counter
 import msgspec
 import orjson
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from service.decide.types import DecideRequest
 from service.errors import ApiError
@@ -18,16 +20,26 @@ from service.features.context import (
     device_from_user_agent,
     time_parts,
 )
+from service.http.body import read_body
 from service.http.cookies import apply_cookie
+from service.http.guard import GUARD
 from service.http.schemas import DECIDE_DECODER, ContextBody, DecideBody
+from service.http.timing import service_start
 from service.identity.consent import HEADER as CONSENT_HEADER
 from service.identity.consent import ConsentError, parse_consent
 from service.identity.identify import identify
-from service.keys import ENGINE, METRICS, SETTINGS, SIGNER
+from service.identity.trust import Trust
+from service.identity.visitor import Identity, weak_visitor_id
+from service.keys import CUSTOMER_KEYS, ENGINE, EVENT_WRITER, METRICS, SETTINGS, SIGNER
+from service.store.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 _QUERY_CONTEXT = ("device", "page_type", "category", "referrer", "url", "local_hour", "day_of_week")
+_SERVER_ONLY = (
+    "{} is for the site's server (Authorization: Bearer <API key>); a browser is "
+    "identified by its own cookie and cannot ask for scores"
+)
 
 
 def context_from(body: ContextBody, user_agent: str, now: float) -> Context:
@@ -46,7 +58,8 @@ def context_from(body: ContextBody, user_agent: str, now: float) -> Context:
 def _body_from_query(request: web.Request) -> DecideBody:
     q = request.query
     placements = [p for raw in q.getall("placement", []) for p in raw.split(",") if p]
-    unknown = set(q) - {"placement", "visitor_id", "include_scores", *_QUERY_CONTEXT}
+    allowed = {"placement", "visitor_id", "customer_id", "include_scores", *_QUERY_CONTEXT}
+    unknown = set(q) - allowed
     if unknown:
         raise ApiError(400, "invalid_request", f"unknown query parameters: {sorted(unknown)}")
     doc: dict[str, object] = {
@@ -54,16 +67,16 @@ def _body_from_query(request: web.Request) -> DecideBody:
         "context": {k: q[k] for k in _QUERY_CONTEXT if k in q},
         "include_scores": q.get("include_scores", "false"),
     }
-    if "visitor_id" in q:
-        doc["visitor_id"] = q["visitor_id"]
+    for name in ("visitor_id", "customer_id"):
+        if name in q:
+            doc[name] = q[name]
     try:
         return msgspec.convert(doc, DecideBody, strict=False)
     except msgspec.ValidationError as exc:
         raise ApiError(400, "invalid_request", str(exc).replace("$.", "")) from None
 
 
-async def _body_from_json(request: web.Request) -> DecideBody:
-    raw = await request.read()
+def _decode(raw: bytes) -> DecideBody:
     if not raw:
         raise ApiError(400, "invalid_request", "the request body is empty; send a JSON object")
     try:
@@ -74,7 +87,41 @@ async def _body_from_json(request: web.Request) -> DecideBody:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
-async def _answer(request: web.Request, body: DecideBody, started: float) -> web.Response:
+def _named(request: web.Request, body: DecideBody, trust: Trust) -> str | None:
+    """The visitor the caller names, if any (only the site's server may)."""
+    for field, given in (
+        ("visitor_id", body.visitor_id is not None),
+        ("customer_id", body.customer_id is not None),
+        ("include_scores", body.include_scores),
+    ):
+        if given and not trust.server:
+            raise ApiError(403, "forbidden", _SERVER_ONLY.format(field))
+    if body.visitor_id is not None and body.customer_id is not None:
+        raise ApiError(400, "invalid_request", "name the visitor by visitor_id or customer_id")
+    if body.customer_id is not None:
+        return request.app[CUSTOMER_KEYS].profile_id(body.customer_id)
+    if body.visitor_id is not None:
+        weak = weak_visitor_id(body.visitor_id)
+        if weak:
+            raise ApiError(400, "invalid_request", weak)
+    return body.visitor_id
+
+
+async def _withdraw(request: web.Request, identity: Identity, now: float) -> Identity:
+    """Carry out an explicit refusal; keep the cookie if it could not be, so a retry can."""
+    assert identity.withdrawing is not None
+    metrics = request.app[METRICS]
+    try:
+        await request.app[EVENT_WRITER].withdraw(identity.withdrawing, now)
+    except (RedisError, StoreError, OSError, TimeoutError):
+        metrics.withdrawals.labels("failed").inc()
+        return dataclasses.replace(identity, clear_cookie=False)
+    metrics.withdrawals.labels("header").inc()
+    return identity
+
+
+async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.Response:
+    started = service_start(request)
     settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
     if len(body.placements) > settings.max_placements:
@@ -85,6 +132,7 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
         )
     if len(set(body.placements)) != len(body.placements):
         raise ApiError(400, "invalid_request", "a placement is listed twice")
+    named = _named(request, body, trust)
     now = time.time()
     try:
         consent = parse_consent(
@@ -93,13 +141,14 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
     except ConsentError as exc:
         raise ApiError(400, "invalid_consent", str(exc)) from None
     identity, outcome = identify(
-        request.app[SIGNER],
-        request.cookies.get(settings.cookie_name),
-        body.visitor_id,
-        now,
-        consent,
+        request.app[SIGNER], request.cookies.get(settings.cookie_name), named, now, consent
     )
     metrics.cookie_outcome[outcome].inc()
+    if identity.known:
+        guard = request.app[GUARD]
+        guard.admit_visitor(request, identity.visitor_id, guard.rules.decide_visitor)
+    if identity.withdrawing is not None:
+        identity = await _withdraw(request, identity, now)
     ctx = context_from(body.context, request.headers.get("User-Agent", ""), now)
     req = DecideRequest(tuple(body.placements), ctx, identity, body.include_scores)
     t_identified = perf_counter()
@@ -112,14 +161,14 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
         decisions = engine.fallback_all(req.placements, "internal_error")
         stages = None
     t_decided = perf_counter()
-    payload = orjson.dumps(
-        {
-            "visitor_id": identity.visitor_id,
-            "decisions": {d.placement: d.to_json() for d in decisions},
-        }
-    )
+    doc: dict[str, object] = {"decisions": {d.placement: d.to_json() for d in decisions}}
+    if trust.server:
+        # a browser's page never sees an id: its cookie is HttpOnly for that reason
+        doc["visitor_id"] = identity.visitor_id
     response = web.Response(
-        body=payload, content_type="application/json", headers={"Cache-Control": "no-store"}
+        body=orjson.dumps(doc),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
     )
     apply_cookie(request, response, settings, identity)
     if stages is not None:
@@ -130,13 +179,21 @@ async def _answer(request: web.Request, body: DecideBody, started: float) -> web
     return response
 
 
+def _admit(request: web.Request) -> Trust:
+    guard = request.app[GUARD]
+    trust = guard.caller(request)
+    guard.admit_client(request, trust, guard.rules.decide_client)
+    return trust
+
+
 async def post_decide(request: web.Request) -> web.Response:
     """``POST /v1/decide`` with a JSON body."""
-    started = perf_counter()
-    return await _answer(request, await _body_from_json(request), started)
+    trust = _admit(request)
+    raw = await read_body(request, request.app[SETTINGS].http_body_timeout_s)
+    return await _answer(request, _decode(raw), trust)
 
 
 async def get_decide(request: web.Request) -> web.Response:
     """``GET /v1/decide?placement=...`` for a plain browser fetch."""
-    started = perf_counter()
-    return await _answer(request, _body_from_query(request), started)
+    trust = _admit(request)
+    return await _answer(request, _body_from_query(request), trust)

@@ -1,38 +1,37 @@
-"""``POST /v1/events``: validate each event, write the batch, report per event."""
+"""``POST /v1/events``: parse, call the ingestor, serialize a verdict per event."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 import time
-from time import perf_counter
 
 import msgspec
 import orjson
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from service.errors import ApiError
-from service.events.ingest import validate_batch
+from service.events.ingest import EventsUnavailable
 from service.events.schemas import ENVELOPE_DECODER, MAX_BATCH
+from service.events.validate import Caller
+from service.http.body import read_body
 from service.http.cookies import apply_cookie
+from service.http.guard import GUARD
+from service.http.timing import elapsed
 from service.identity.consent import HEADER as CONSENT_HEADER
 from service.identity.consent import ConsentError, parse_consent
 from service.identity.identify import identify
-from service.keys import CUSTOMER_KEYS, ENGINE, EVENT_WRITER, METRICS, SETTINGS, SIGNER
-from service.metrics import Metrics
-from service.store.errors import StoreError
+from service.keys import ENGINE, INGESTOR, METRICS, SETTINGS, SIGNER
 
 RETRY_AFTER_S = "1"
 
 
 async def post_events(request: web.Request) -> web.Response:
     """Accept a batch of events; 202 once Redis has every accepted one."""
-    started = perf_counter()
     settings = request.app[SETTINGS]
-    metrics = request.app[METRICS]
-    raw = await request.read()
+    guard = request.app[GUARD]
+    trust = guard.caller(request)
+    guard.admit_client(request, trust, guard.rules.events_client)
+    raw = await read_body(request, settings.http_body_timeout_s)
     try:
         envelope = ENVELOPE_DECODER.decode(raw)
     except msgspec.ValidationError as exc:
@@ -52,81 +51,34 @@ async def post_events(request: web.Request) -> web.Response:
     identity, _ = identify(
         request.app[SIGNER], request.cookies.get(settings.cookie_name), None, now, consent
     )
-    engine = request.app[ENGINE]
-    writer = request.app[EVENT_WRITER]
-    keys = request.app[CUSTOMER_KEYS]
-    trusted = _has_api_key(request.headers.get("Authorization"), settings.api_keys)
-    batch = validate_batch(
-        envelope.events, now, identity.visitor_id, consent.personalization, engine.catalog
-    )
+    guard.admit_visitor(request, identity.visitor_id, guard.rules.events_visitor)
+    caller = Caller(identity.visitor_id, consent.personalization, trust, identity.withdrawing)
     try:
-        for index, visitor, event in batch.links:
-            verdict = batch.verdicts[index]
-            if not (trusted or keys.verify(event.customer_id, event.signature)):
-                verdict.status = "rejected"
-                verdict.reason = "customer_id needs the site's signature or an API key"
-                continue
-            profile_id = keys.profile_id(event.customer_id)
-            merged = await writer.link(visitor, profile_id, f"{event.event_id}:{visitor}", now)
-            metrics.merges.labels("merged" if merged else "already_linked").inc()
-            if visitor == identity.visitor_id:
-                identity = dataclasses.replace(
-                    identity, cookie=request.app[SIGNER].sign(profile_id, int(now))
-                )
-    except (RedisError, StoreError, OSError, TimeoutError):
-        return _unavailable(metrics)
-    if batch.by_person:
-        try:
-            # bounded by PERSONA_EVENTS_TIMEOUT_MS inside the writer; a batch that
-            # timed out may still land, and its replay is de-duplicated
-            applied = await writer.apply(batch.by_person, now)
-        except (RedisError, StoreError, OSError, TimeoutError):
-            return _unavailable(metrics)
-        for visitor, flags in applied.items():
-            for index, flag in zip(batch.slots[visitor], flags, strict=True):
-                if not flag:
-                    batch.verdicts[index].status = "duplicate"
-    counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "ignored": 0}
-    by_label: dict[tuple[str, str], int] = {}
-    for v in batch.verdicts:
-        counts[v.status] += 1
-        label = (v.type if v.type in _TYPES else "unknown", v.status)
-        by_label[label] = by_label.get(label, 0) + 1
-    for (kind, status_name), n in by_label.items():
-        metrics.events.labels(kind, status_name).inc(n)
+        result = await request.app[INGESTOR].ingest(
+            envelope.events, caller, now, request.app[ENGINE].catalog
+        )
+    except EventsUnavailable:
+        request.app[METRICS].events_unavailable.inc()
+        raise ApiError(
+            503,
+            "unavailable",
+            "events could not be stored; retry the batch",
+            {"Retry-After": RETRY_AFTER_S},
+        ) from None
+    counts = {s: result.count(s) for s in ("accepted", "duplicate", "rejected", "ignored")}
     stored = counts["accepted"] + counts["duplicate"]
     status = 202 if stored or counts["ignored"] else 400
-    body = {**counts, "results": [v.to_json() for v in batch.verdicts]}
+    body = {**counts, "results": [v.to_json() for v in result.verdicts]}
     if status == 400:
         body = {"error": "invalid_request", "message": "no event in the batch is valid", **body}
     response = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    if result.withdrew:
+        identity = dataclasses.replace(identity, cookie=None, clear_cookie=True)
+    elif result.relinked_to is not None:
+        identity = dataclasses.replace(
+            identity, cookie=request.app[SIGNER].sign(result.relinked_to, int(now))
+        )
     if stored or identity.clear_cookie:
         apply_cookie(request, response, settings, identity)
-    metrics.ingest_seconds.observe(perf_counter() - started)
+    request.app[METRICS].ingest_seconds.observe(elapsed(request))
     return response
-
-
-def _unavailable(metrics: Metrics) -> web.Response:
-    metrics.events_unavailable.inc()
-    return web.Response(
-        status=503,
-        body=orjson.dumps(
-            {"error": "unavailable", "message": "events could not be stored; retry the batch"}
-        ),
-        content_type="application/json",
-        headers={"Retry-After": RETRY_AFTER_S},
-    )
-
-
-def _has_api_key(header: str | None, keys: tuple[str, ...]) -> bool:
-    """Whether the Authorization header carries one of the API keys (constant time)."""
-    if not header or not header.startswith("Bearer ") or not keys:
-        return False
-    given = hashlib.sha256(header[7:].strip().encode()).digest()
-    found = False
-    for key in keys:
-        found |= hmac.compare_digest(given, hashlib.sha256(key.encode()).digest())
-    return found
-
-
-_TYPES = {"view", "impression", "click", "conversion", "feedback", "identify", "consent"}

@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client import multiprocess as prom_multiprocess
 from redis.exceptions import RedisError
 
-from service.http.middleware import json_response
+from service.http.middleware import PAGE_HEADERS, json_response
 from service.keys import ENGINE, METRICS, REDIS
 from service.metrics import multiprocess_dir
 from service.settings import PACKAGE_DIR
@@ -65,14 +65,27 @@ async def openapi(request: web.Request) -> web.FileResponse:
     return web.FileResponse(PACKAGE_DIR / "openapi.json")
 
 
+def page(name: str) -> web.FileResponse:
+    """An HTML page of ``service/static`` with the page security headers."""
+    return web.FileResponse(STATIC_DIR / name, headers=PAGE_HEADERS)
+
+
 async def demo(request: web.Request) -> web.FileResponse:
     """A demo page that fetches a personalized block."""
-    return web.FileResponse(STATIC_DIR / "demo.html")
+    return page("demo.html")
 
 
 async def admin(request: web.Request) -> web.FileResponse:
     """The marketer workspace (one static page; it calls the admin API with a token)."""
-    return web.FileResponse(STATIC_DIR / "admin.html")
+    return page("admin.html")
+
+
+async def static(request: web.Request) -> web.FileResponse:
+    """The pages' scripts and style sheets (``/static/<name>.js|.css``)."""
+    name = request.match_info["name"]
+    if "/" in name or not name.endswith((".js", ".css")) or not (STATIC_DIR / name).is_file():
+        raise web.HTTPNotFound(text=f"no static file {name[:64]!r}")
+    return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
 
 
 async def index(request: web.Request) -> web.Response:

@@ -33,6 +33,7 @@ class DecideBody(msgspec.Struct, forbid_unknown_fields=True):
     placements: Annotated[list[PlacementName], msgspec.Meta(min_length=1)]
     context: ContextBody = msgspec.field(default_factory=ContextBody)
     visitor_id: VisitorId | None = None
+    customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
     include_scores: bool = False
 
 

@@ -16,22 +16,35 @@ REFRESH_AFTER_S = 86400
 def identify(
     signer: CookieSigner,
     cookie_value: str | None,
-    explicit_visitor_id: str | None,
+    named_visitor_id: str | None,
     now: float,
     consent: ConsentState,
 ) -> tuple[Identity, str]:
     """Resolve the visitor and the cookie outcome.
 
     Returns the identity and an outcome label for metrics: ``no_consent``
-    (nothing identified; an existing cookie is deleted), ``explicit``,
-    ``valid``, ``refreshed`` (re-signed with the current key or aged),
-    ``minted`` (no cookie) or ``rejected`` (tampered or expired: replaced).
-    ``explicit_visitor_id`` must already be format-checked by the caller.
+    (nothing identified), ``withdrawn`` (an explicit refusal with a valid
+    cookie or a named visitor: that id's consent is withdrawn and the cookie
+    deleted), ``explicit`` (named by the site's server), ``valid``,
+    ``refreshed`` (re-signed with the current key or aged), ``minted`` (no
+    cookie) or ``rejected`` (tampered or expired: replaced).
+    ``named_visitor_id`` must already be checked: only the site's server names one.
+
+    Without a consent header (``PERSONA_CONSENT_DEFAULT`` applies) nothing is
+    read, written or changed, the cookie included: only an explicit refusal
+    withdraws.
     """
     if not consent.personalization:
-        return Identity(None, "none", False, None, clear_cookie=bool(cookie_value)), "no_consent"
-    if explicit_visitor_id is not None:
-        return Identity(explicit_visitor_id, "explicit", True, None), "explicit"
+        if consent.source != "header":
+            return Identity(None, "none", False, None), "no_consent"
+        verified = signer.verify(cookie_value, now) if cookie_value else None
+        target = named_visitor_id or (verified.visitor_id if verified else None)
+        identity = Identity(
+            None, "none", False, None, clear_cookie=bool(cookie_value), withdrawing=target
+        )
+        return identity, ("withdrawn" if target else "no_consent")
+    if named_visitor_id is not None:
+        return Identity(named_visitor_id, "explicit", True, None), "explicit"
     if cookie_value:
         verified = signer.verify(cookie_value, now)
         if verified is not None:

@@ -12,43 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import unquote, urlparse
 
 import hiredis
 
+from service.store.address import RedisAddress, parse_redis_url
 from service.store.errors import StoreReplyError, StoreTimeout, StoreUnavailable
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    """Where and how to connect, parsed from a redis:// URL."""
-
-    host: str | None
-    port: int
-    path: str | None
-    db: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-
-def parse_url(url: str) -> Address:
-    """Parse ``redis://``, ``rediss://`` or ``unix://`` URLs."""
-    u = urlparse(url)
-    user = unquote(u.username) if u.username else None
-    password = unquote(u.password) if u.password else None
-    if u.scheme == "unix":
-        query = dict(p.split("=", 1) for p in u.query.split("&") if "=" in p)
-        return Address(None, 0, u.path, int(query.get("db", 0)), user, password, False)
-    db = int(u.path.lstrip("/") or 0) if u.path not in ("", "/") else 0
-    return Address(
-        u.hostname or "127.0.0.1", u.port or 6379, None, db, user, password, u.scheme == "rediss"
-    )
 
 
 def encode_command(*args: bytes | str | int) -> bytes:
@@ -117,11 +88,11 @@ class PipelinedConnection:
 
     def __init__(
         self,
-        url: str,
+        address: RedisAddress | str,
         connect_timeout_s: float,
         reconnect_backoff_s: float = 0.05,
     ) -> None:
-        self.address = parse_url(url)
+        self.address = parse_redis_url(address) if isinstance(address, str) else address
         self.connect_timeout_s = connect_timeout_s
         self.reconnect_backoff_s = reconnect_backoff_s
         self._proto: _Protocol | None = None
@@ -132,24 +103,37 @@ class PipelinedConnection:
         loop = asyncio.get_running_loop()
         a = self.address
         if a.path is not None:
-            _, proto = await loop.create_unix_connection(_Protocol, a.path)
+            transport, proto = await loop.create_unix_connection(_Protocol, a.path)
         else:
-            ctx = ssl.create_default_context() if a.tls else None
+            ctx = a.tls.context() if a.tls is not None else None
             host = a.host or "127.0.0.1"
-            _, proto = await loop.create_connection(_Protocol, host, a.port, ssl=ctx)
+            transport, proto = await loop.create_connection(
+                _Protocol, host, a.port, ssl=ctx, server_hostname=host if ctx else None
+            )
+        try:
+            await self._setup(proto)
+        except BaseException:
+            # a connection whose AUTH or SELECT failed (or timed out) is closed at once,
+            # or every retry would leave one more client connected to Redis
+            transport.close()
+            raise
+        return proto
+
+    async def _setup(self, proto: _Protocol) -> None:
+        a = self.address
         setup: list[bytes] = []
         if a.password is not None:
             auth = ("AUTH", a.username, a.password) if a.username else ("AUTH", a.password)
             setup.append(encode_command(*auth))
         if a.db:
             setup.append(encode_command("SELECT", a.db))
+        loop = asyncio.get_running_loop()
         for cmd in setup:
             fut = loop.create_future()
             proto.waiters.append(fut)
             assert proto.transport is not None
             proto.transport.write(cmd)
             await fut
-        return proto
 
     async def _connect(self) -> _Protocol:
         if self._connecting is not None:

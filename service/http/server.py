@@ -1,0 +1,153 @@
+"""The HTTP server's connection rules: listening socket, read timeouts, concise errors.
+
+aiohttp closes an idle keep-alive connection (and one that never sends a
+request) after ``keepalive_timeout``; on top of that a request whose headers
+started arriving must complete them within ``PERSONA_HTTP_HEADER_TIMEOUT_S``
+(a slow-loris client otherwise holds a connection as long as it trickles
+bytes). Body reads are bounded where bodies are read (``http/body.py``).
+
+The listening socket is bound here, before anything is announced, so a port
+that is taken stops the service with a clear error instead of a process that
+says it serves and does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+
+rejections = logging.getLogger("persona.rejected")
+
+
+class PortUnavailable(OSError):
+    """The address cannot be listened on; the message says why."""
+
+
+def listen(host: str, port: int, reuse_port: bool, backlog: int = 2048) -> socket.socket:
+    """A bound, listening, non-blocking socket (``PortUnavailable`` when taken or refused)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortUnavailable(f"cannot resolve {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortUnavailable(
+                f"{host}:{port} is already in use by another process; stop it or choose "
+                "another PERSONA_PORT"
+            ) from None
+        raise PortUnavailable(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``PortUnavailable`` unless nothing listens on ``host:port``.
+
+    Binds without SO_REUSEPORT, so it also fails when another group of workers
+    holds the port with SO_REUSEPORT (which would otherwise silently share it).
+    """
+    listen(host, port, reuse_port=False, backlog=1).close()
+
+
+class _Handler(RequestHandler):
+    """aiohttp's connection handler with a header read timeout."""
+
+    __slots__ = ("_header_timeout_s", "_header_timer")
+
+    def __init__(self, manager: web.Server, *, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._header_timeout_s = header_timeout_s
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._messages:  # a request's headers are complete
+            self._stop_header_timer()
+        elif (
+            data
+            and self._header_timer is None
+            and not self._request_in_progress
+            and not self._force_close
+        ):
+            self._header_timer = self._loop.call_later(self._header_timeout_s, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self._messages and not self._request_in_progress:
+            rejections.info(
+                "closed a connection whose request headers took longer than %g s",
+                self._header_timeout_s,
+            )
+            self.force_close()
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+
+class _Server(web.Server):
+    """Creates :class:`_Handler` connections (set by :class:`Runner`)."""
+
+    header_timeout_s = 10.0
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(
+            self,
+            loop=self._loop,
+            header_timeout_s=self.header_timeout_s,
+            **self._kwargs,
+        )
+
+
+class Runner(web.AppRunner):
+    """An AppRunner whose connections have a header read timeout."""
+
+    def __init__(self, app: web.Application, *, header_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._header_timeout_s = header_timeout_s
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        # the same object with the connection factory above (Server has no slots)
+        server.__class__ = _Server
+        server.header_timeout_s = self._header_timeout_s  # type: ignore[attr-defined]
+        return server
+
+
+class _MalformedRequests(logging.Filter):
+    """One line instead of a traceback for requests aiohttp's parser refuses (400)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            rejections.info("malformed HTTP request -> %d %s", exc.code, type(exc).__name__)
+            return False
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install the filter on aiohttp's server logger (once per process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _MalformedRequests) for f in logger.filters):
+        logger.addFilter(_MalformedRequests())
