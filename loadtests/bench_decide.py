@@ -41,7 +41,9 @@ CONTEXTS = [
     {"page_type": "category", "category": "running", "device": "desktop"},
     {"page_type": "product", "category": "hiking", "device": "mobile", "referrer": "search"},
 ]
-HEADERS = {"X-Persona-Consent": "personalization"}
+API_KEY = "bench-api-key-" + "k" * 32
+# the generator speaks for many visitors, as the site's server does
+HEADERS = {"X-Persona-Consent": "personalization", "Authorization": f"Bearer {API_KEY}"}
 
 
 def decide_factory(known: int, unknown_share: float = 0.2) -> Any:
@@ -117,6 +119,7 @@ def start_persona(
         PERSONA_WORKERS=str(workers),
         PERSONA_REDIS_CLIENT=client,
         PERSONA_COOKIE_SECRETS=SECRET,
+        PERSONA_API_KEYS=API_KEY,
         PERSONA_DATA_DIR=str(data_dir),
         PERSONA_LOG_LEVEL="warning",
         PERSONA_CACHE_DIR=str(REPO_DIR / ".persona" / "cache"),

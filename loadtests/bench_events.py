@@ -24,8 +24,9 @@ from typing import Any
 
 import orjson
 
-from loadtests.bench_decide import histogram_quantiles, machine, scrape, start_persona
+from loadtests.bench_decide import API_KEY, histogram_quantiles, machine, scrape, start_persona
 from loadtests.generator import http_request, run_sync
+from loadtests.ids import seeded_visitor_id
 from loadtests.report import (
     EVENTS_SECTION,
     EVENTS_UNPINNED_SECTION,
@@ -35,7 +36,8 @@ from loadtests.report import (
 from service.local_redis import LocalRedis
 from service.settings import REPO_DIR
 
-HEADERS = {"X-Persona-Consent": "personalization"}
+# the generator speaks for many visitors, as the site's server does
+HEADERS = {"X-Persona-Consent": "personalization", "Authorization": f"Bearer {API_KEY}"}
 CATEGORIES = ["running", "hiking", "cycling", "yoga", "fitness", "camping"]
 
 
@@ -51,7 +53,7 @@ def events_factory(per_request: int) -> Any:
                 {
                     "type": "view",
                     "event_id": f"bench-{n:012d}",
-                    "visitor_id": f"evbench{rng.randrange(50_000):015d}",
+                    "visitor_id": seeded_visitor_id(rng.randrange(50_000), "evbench"),
                     "category": rng.choice(CATEGORIES),
                     "page_type": "category",
                 }

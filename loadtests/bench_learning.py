@@ -21,22 +21,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from loadtests.bench_decide import machine, start_persona
 from loadtests.report import save_result, write_section
 from models.loop import LoopConfig, run_loop
 from service.admin.tokens import TokenStore
 from service.local_redis import LocalRedis
 from service.settings import REPO_DIR
+from service.store.address import redis_client_for
 
 SECTION = "loop"
 SITE_SECRET = "bench-site-secret-" + "s" * 32
+API_KEY = "bench-api-key-" + "k" * 32
 TARGETS = {"lift_over_random": 1.5, "share_of_oracle": 0.8}
 
 
 async def _token(redis_url: str) -> str:
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client_for(redis_url, timeout_s=10)
     try:
         return await TokenStore(client).create(
             "bench", ["config:read", "config:write", "publish", "models"]
@@ -49,7 +49,7 @@ def run(config: LoopConfig, workdir: Path) -> dict[str, Any]:
     """One turn of the loop on a fresh service; the loop's report plus the machine."""
     redis = LocalRedis(workdir / "redis", appendonly=False)
     redis.start()
-    env = {"PERSONA_SITE_SECRET": SITE_SECRET}
+    env = {"PERSONA_SITE_SECRETS": SITE_SECRET, "PERSONA_API_KEYS": API_KEY}
     server = start_persona(redis.url, 1, "fast", workdir / "data", extra_env=env)
     try:
         token = asyncio.run(_token(redis.url))
@@ -60,6 +60,7 @@ def run(config: LoopConfig, workdir: Path) -> dict[str, Any]:
                 token,
                 config,
                 workdir,
+                api_key=API_KEY,
                 site_secret=SITE_SECRET,
                 env=env,
                 progress=True,

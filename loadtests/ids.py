@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 SEED_PREFIX = "bench"
 ID_LENGTH = 22
 META_KEY = "loadtests:seed"
@@ -9,8 +11,10 @@ META_KEY = "loadtests:seed"
 
 
 def seeded_visitor_id(index: int, prefix: str = SEED_PREFIX) -> str:
-    """The id of seeded visitor ``index``: ``prefix`` + zero-padded index, 22 characters."""
+    """The id of seeded visitor ``index``: ``prefix`` + hex digits of a hash of the index,
+    22 characters (random-looking, as strong as a server-side visitor id must be)."""
     width = ID_LENGTH - len(prefix)
-    if width < 1 or index < 0 or index >= 10**width:
-        raise ValueError(f"index {index} does not fit a {ID_LENGTH}-character id after {prefix!r}")
-    return f"{prefix}{index:0{width}d}"
+    if width < 8 or index < 0:
+        raise ValueError(f"no {ID_LENGTH}-character id for index {index} after {prefix!r}")
+    digest = hashlib.blake2b(f"{prefix}:{index}".encode(), digest_size=16).hexdigest()
+    return f"{prefix}{digest[:width]}"

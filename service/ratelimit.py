@@ -56,7 +56,7 @@ class Rule:
 
 def per_second(name: str, rate: float, burst_s: float = 2.0) -> Rule:
     """A rule of ``rate`` per second that tolerates ``burst_s`` seconds' worth at once."""
-    return Rule(name, rate, max(int(rate * burst_s), 1))
+    return Rule(name, rate, max(round(rate * burst_s), 1))
 
 
 class RateTable:
@@ -96,7 +96,8 @@ class RateTable:
         h |= 1  # 0 marks an empty slot
         base = (h % (SLOTS // BUCKET)) * BUCKET
         interval = 1.0 / rule.rate
-        tolerance = interval * rule.burst
+        # a hair over the exact tolerance: sums of intervals are not exact in binary
+        tolerance = interval * rule.burst + 1e-9
         offset = base * _SLOT.size
         with self._lock:
             cells = _BUCKET.unpack_from(self._buf, offset)

@@ -10,12 +10,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
 from service.admin.tokens import TokenStore
 from service.local_redis import LocalRedis
 from service.settings import REPO_DIR
-from tests.conftest import SECRET
+from service.store.address import redis_client_for
+from tests.conftest import API_KEY, SECRET
 from tests.test_cli_and_processes import wait_ready
 
 
@@ -39,7 +38,12 @@ def served(
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--workers", str(workers)],
         cwd=REPO_DIR,
-        env={**env, "PERSONA_REDIS_URL": redis.url, "PERSONA_COOKIE_SECRETS": SECRET},
+        env={
+            **env,
+            "PERSONA_REDIS_URL": redis.url,
+            "PERSONA_COOKIE_SECRETS": SECRET,
+            "PERSONA_API_KEYS": API_KEY,
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -47,7 +51,7 @@ def served(
         wait_ready(port, proc)
 
         async def make_token() -> str:
-            client = aioredis.Redis.from_url(redis.url)
+            client = redis_client_for(redis.url, timeout_s=10)
             value = await TokenStore(client).create("e2e", scopes)
             await client.aclose()
             return value

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from service.admin.config import VERSIONS_KEY
 from service.admin.tokens import TOKENS_KEY, TokenStore
 from service.settings import REPO_DIR
+from tests.conftest import SERVER
 from tests.helpers import fan_profile, store_profile
 
 ALL = ["config:read", "config:write", "publish", "models", "privacy"]
@@ -263,7 +264,11 @@ async def test_preview_explains_a_draft_for_a_stored_and_a_described_visitor(
         "visitor_id": "preview-runner-0001",
         "context": {"device": "mobile"},
     }
-    resp = await client.post("/v1/admin/preview", json=body, headers=auth)
+    # a stored person's data is for the privacy scope only
+    refused = await client.post("/v1/admin/preview", json=body, headers=auth)
+    assert refused.status == 403 and "privacy" in (await refused.json())["message"]
+    dpo = await token(redis_url, "dpo", ["config:read", "privacy"])
+    resp = await client.post("/v1/admin/preview", json=body, headers=dpo)
     assert resp.status == 200, await resp.text()
     seen = await resp.json()
     why = {v["variant_id"]: v["excluded_because"] for v in seen["variants"]}
@@ -296,7 +301,7 @@ async def test_stats_count_impressions_clicks_and_attributed_conversions(
         return {
             "type": kind,
             "event_id": f"stats-{kind}-{n:04d}",
-            "visitor_id": f"stats-visitor-{n % 7:04d}",
+            "visitor_id": f"stats-visitor-{n % 7:08d}",
             **fields,
         }
 
@@ -319,7 +324,7 @@ async def test_stats_count_impressions_clicks_and_attributed_conversions(
         ev("conversion", 7, decision_id=f"{7:027x}", value=10.0),
         ev("conversion", 99, value=5.0),
     ]  # no decision: not attributed
-    resp = await client.post("/v1/events", data=orjson.dumps({"events": events}))
+    resp = await client.post("/v1/events", data=orjson.dumps({"events": events}), headers=SERVER)
     assert resp.status == 202, await resp.text()
     assert (await resp.json())["accepted"] == len(events)
     stats = await (await client.get("/v1/admin/stats?days=7", headers=auth)).json()

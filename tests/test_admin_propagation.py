@@ -15,12 +15,15 @@ from tests.test_cli_and_processes import service_env
 __all__ = ["service_env"]  # the fixture, re-used
 
 
-def call(port: int, method: str, path: str, body: Any = None, token: str = "") -> Any:
+def call(port: int, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+    headers = {"Connection": "close"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
         data=None if body is None else orjson.dumps(body),
         method=method,
-        headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+        headers=headers,
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         return orjson.loads(r.read())

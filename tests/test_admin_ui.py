@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from service.settings import REPO_DIR
+from tests.conftest import SERVER
 from tests.served import Served, served
 from tests.test_cli_and_processes import service_env
 
@@ -57,7 +58,7 @@ def post_impressions(port: int, n: int) -> None:
         {
             "type": "impression",
             "event_id": f"ui-impression-{i:04d}",
-            "visitor_id": f"ui-visitor-{i:06d}",
+            "visitor_id": f"ui-visitor-{i:011d}",
             "decision_id": f"{i:027x}",
             "placement": "home-hero",
             "variant_id": "hero-running",
@@ -69,7 +70,7 @@ def post_impressions(port: int, n: int) -> None:
         f"http://127.0.0.1:{port}/v1/events",
         data=orjson.dumps({"events": events}),
         method="POST",
-        headers={"X-Persona-Consent": "personalization,analytics"},
+        headers={"X-Persona-Consent": "personalization,analytics", **SERVER},
     )
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 202

@@ -16,7 +16,7 @@ import pytest
 
 from service.local_redis import LocalRedis, free_port
 from service.settings import REPO_DIR, SPECS
-from tests.conftest import CACHE_DIR, SECRET
+from tests.conftest import API_KEY, CACHE_DIR, SECRET, SERVER
 from tests.helpers import fan_profile, store_profile
 
 
@@ -102,6 +102,9 @@ def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         PERSONA_DATA_DIR=str(tmp_path / "data"),
         PERSONA_CACHE_DIR=str(CACHE_DIR),
         PERSONA_PORT=str(free_port()),
+        # these tests send bursts from one address; the limits have tests of their own
+        PERSONA_RATE_DECIDE_CLIENT_PER_S="0",
+        PERSONA_RATE_EVENTS_CLIENT_PER_S="0",
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     yield env
@@ -144,7 +147,12 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
     redis = LocalRedis(tmp_path / "redis", appendonly=False)
     redis.start()
     port = int(service_env["PERSONA_PORT"])
-    env = {**service_env, "PERSONA_REDIS_URL": redis.url, "PERSONA_COOKIE_SECRETS": SECRET}
+    env = {
+        **service_env,
+        "PERSONA_REDIS_URL": redis.url,
+        "PERSONA_COOKIE_SECRETS": SECRET,
+        "PERSONA_API_KEYS": API_KEY,
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--workers", "2"],
         cwd=REPO_DIR,
@@ -159,13 +167,13 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
         for _ in range(40):
             post_decide(port)
         # a known visitor's profile is read over the pipelined client on uvloop
-        store_profile(redis.url, "process-visitor-0001", fan_profile("climbing"))
+        store_profile(redis.url, "process-visitor-0000000001", fan_profile("climbing"))
         req = urllib.request.Request(
             f"http://127.0.0.1:{port}/v1/decide",
             method="POST",
-            data=b'{"placements": ["home-hero"], "visitor_id": "process-visitor-0001", '
+            data=b'{"placements": ["home-hero"], "visitor_id": "process-visitor-0000000001", '
             b'"include_scores": true}',
-            headers={"X-Persona-Consent": "personalization"},
+            headers={"X-Persona-Consent": "personalization", **SERVER},
         )
         with urllib.request.urlopen(req, timeout=5) as r:
             hero = orjson.loads(r.read())["decisions"]["home-hero"]

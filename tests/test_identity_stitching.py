@@ -11,11 +11,10 @@ import orjson
 from service.features.profile import decode_profile, profile_key
 from service.identity.customer import CustomerKeys
 from tests.conftest import SITE_SECRET
-from tests.helpers import catalog_without_randomness
+from tests.helpers import catalog_without_randomness, cookie_visitor
 
 CUSTOMER = "customer-4711@example.com"
-KEYS = CustomerKeys("customer-key-" + "k" * 32, SITE_SECRET)
-API_KEY = "api-key-" + "a" * 32
+KEYS = CustomerKeys("customer-key-" + "k" * 32, (SITE_SECRET,))
 
 
 async def events(client: Any, batch: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
@@ -38,17 +37,23 @@ def views(prefix: str, category: str, n: int) -> list[dict[str, Any]]:
     ]
 
 
-def identify(event_id: str, signed: bool = True) -> dict[str, Any]:
+def identify(event_id: str, visitor: str | None = None) -> dict[str, Any]:
+    """A login; with ``visitor``, carrying the token the site's server makes for that cookie."""
     event: dict[str, Any] = {"type": "identify", "event_id": event_id, "customer_id": CUSTOMER}
-    if signed:
-        event["signature"] = KEYS.sign(CUSTOMER)
+    if visitor is not None:
+        event["signature"] = KEYS.sign_login(CUSTOMER, visitor, int(time.time()) + 300)
     return event
 
 
 async def hero(client: Any, **body: Any) -> dict[str, Any]:
+    decision, _ = await hero_and_response(client, **body)
+    return decision
+
+
+async def hero_and_response(client: Any, **body: Any) -> tuple[dict[str, Any], Any]:
     resp = await client.post("/v1/decide", data=orjson.dumps({"placements": ["home-hero"], **body}))
     decision: dict[str, Any] = (await resp.json())["decisions"]["home-hero"]
-    return decision
+    return decision, resp
 
 
 async def test_a_second_device_that_logs_in_gets_the_same_profile(
@@ -57,16 +62,18 @@ async def test_a_second_device_that_logs_in_gets_the_same_profile(
     settings = make_settings(catalog_path=catalog_without_randomness(tmp_path))
     laptop = await app_client(settings)
     phone = await app_client(settings)
-    await hero(laptop)  # cookie minted
+    _, minted = await hero_and_response(laptop)
+    laptop_id = cookie_visitor(minted)
     await events(laptop, views("laptop", "climbing", 25))
-    body = await events(laptop, [identify("login-laptop-1")])
+    body = await events(laptop, [identify("login-laptop-1", laptop_id)])
     assert body["accepted"] == 1
     pid = KEYS.profile_id(CUSTOMER)
     stored = decode_profile(sync_redis.get(profile_key(pid)))
     assert stored is not None and stored["views"] == 25
     # the phone has never seen climbing pages; after login it is the same person
+    _, minted = await hero_and_response(phone)
     assert (await hero(phone))["variant_id"] != "hero-climbing"
-    await events(phone, [identify("login-phone-1")])
+    await events(phone, [identify("login-phone-1", cookie_visitor(minted))])
     phone_hero = await hero(phone)
     assert phone_hero["variant_id"] == "hero-climbing"
     assert (await hero(laptop))["variant_id"] == "hero-climbing"
@@ -75,7 +82,9 @@ async def test_a_second_device_that_logs_in_gets_the_same_profile(
 async def test_the_old_anonymous_id_becomes_an_alias(
     app_client: Any, make_settings: Any, tmp_path: Path, sync_redis: Any
 ) -> None:
-    client = await app_client(make_settings(catalog_path=catalog_without_randomness(tmp_path)))
+    client = await app_client(
+        make_settings(catalog_path=catalog_without_randomness(tmp_path)), server=True
+    )
     anon = "anonymous-device-000001"
     batch = [{**e, "visitor_id": anon} for e in views("a", "yoga", 20)]
     await events(client, batch)
@@ -89,34 +98,57 @@ async def test_the_old_anonymous_id_becomes_an_alias(
     assert (await hero(client, visitor_id=anon))["variant_id"] == "hero-yoga"
 
 
-async def test_unsigned_customer_ids_from_a_browser_are_refused(
-    app_client: Any, make_settings: Any, sync_redis: Any
+async def test_a_browser_logs_in_only_with_a_fresh_token_for_its_own_cookie(
+    app_client: Any, sync_redis: Any
 ) -> None:
-    client = await app_client(make_settings(api_keys=(API_KEY,)))
-    await hero(client)
-    resp = await client.post(
-        "/v1/events", data=orjson.dumps({"events": [identify("login-xxxx", signed=False)]})
-    )
-    body = await resp.json()
-    assert body["results"][0]["status"] == "rejected"
-    assert "signature" in body["results"][0]["reason"]
-    forged = {**identify("login-yyyy"), "signature": KEYS.sign("someone-else")}
-    resp = await client.post("/v1/events", data=orjson.dumps({"events": [forged]}))
-    assert (await resp.json())["results"][0]["status"] == "rejected"
+    client = await app_client()
+    _, resp = await hero_and_response(client)
+    me = cookie_visitor(resp)
+    assert me is not None
+    cases = [
+        (identify("login-none"), "login token"),
+        ({**identify("login-other", "someone-elses-cookie-id-0001")}, "not valid"),
+        (
+            {**identify("login-cust"), "signature": KEYS.sign_login("x", me, int(time.time()))},
+            "not valid",
+        ),
+        (
+            {**identify("login-old"), "signature": KEYS.sign_login(CUSTOMER, me, 1_700_000_000)},
+            "expired",
+        ),
+        (
+            {
+                **identify("login-long"),
+                "signature": KEYS.sign_login(CUSTOMER, me, int(time.time()) + 86400),
+            },
+            "longer than",
+        ),
+        ({**identify("login-bad"), "signature": "v1.123.zz"}, "malformed"),
+    ]
+    for event, words in cases:
+        resp = await client.post("/v1/events", data=orjson.dumps({"events": [event]}))
+        result = (await resp.json())["results"][0]
+        assert result["status"] == "rejected" and words in result["reason"], (event, result)
     assert sync_redis.get(profile_key(KEYS.profile_id(CUSTOMER))) is None
-    # the site's own server may pass the id with its API key
-    body = await events(
-        client,
-        [identify("login-zzzz", signed=False)],
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    )
+    body = await events(client, [identify("login-good", me)])
     assert body["accepted"] == 1
+
+
+async def test_the_sites_server_links_a_named_visitor_without_a_token(
+    app_client: Any, sync_redis: Any
+) -> None:
+    client = await app_client(server=True)
+    anon = "server-named-device-00000001"
+    body = await events(client, [{**identify("login-zzzz"), "visitor_id": anon}])
+    assert body["accepted"] == 1
+    assert orjson.loads(sync_redis.get(profile_key(anon))) == {"alias": KEYS.profile_id(CUSTOMER)}
 
 
 async def test_the_raw_customer_id_is_never_stored(app_client: Any, sync_redis: Any) -> None:
     client = await app_client()
-    await hero(client)
-    await events(client, [*views("v", "running", 3), identify("login-raw")])
+    _, resp = await hero_and_response(client)
+    await events(client, [*views("v", "running", 3), identify("login-raw", cookie_visitor(resp))])
+    assert sync_redis.get(profile_key(KEYS.profile_id(CUSTOMER))) is not None
     for key in sync_redis.scan_iter("*"):
         assert CUSTOMER.encode() not in key
         kind = sync_redis.type(key)

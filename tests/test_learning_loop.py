@@ -10,7 +10,7 @@ import redis
 
 from models.live import LIVE_PARAMS
 from models.loop import LoopConfig, run_loop
-from tests.conftest import SITE_SECRET
+from tests.conftest import API_KEY, SITE_SECRET
 from tests.served import served
 from tests.test_cli_and_processes import service_env
 
@@ -20,7 +20,7 @@ __all__ = ["service_env"]
 def test_one_turn_of_the_loop_beats_the_bundled_model_on_the_same_requests(
     service_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**service_env, "PERSONA_SITE_SECRET": SITE_SECRET}
+    env = {**service_env, "PERSONA_SITE_SECRETS": SITE_SECRET, "PERSONA_API_KEYS": API_KEY}
     with served(env, tmp_path, ["config:read", "config:write", "publish", "models"]) as s:
         # a small turn: a site whose creatives differ clearly (appeal spread 1.0 log-odds)
         # makes the direction certain at this size; the full-size benchmark uses 0.6
@@ -41,6 +41,7 @@ def test_one_turn_of_the_loop_beats_the_bundled_model_on_the_same_requests(
                 s.token,
                 config,
                 tmp_path,
+                api_key=API_KEY,
                 site_secret=SITE_SECRET,
                 env=env,
             )

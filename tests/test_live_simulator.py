@@ -17,7 +17,7 @@ from models.live import Simulation
 from service.features.context import Context
 from service.features.profile import profile_key
 from service.settings import REPO_DIR
-from tests.conftest import SITE_SECRET
+from tests.conftest import API_KEY, SITE_SECRET
 from tests.helpers import wait_for_log
 
 
@@ -32,7 +32,7 @@ async def test_simulated_visits_reach_the_service_as_a_site_would_send_them(
 ) -> None:
     client = await app_client(make_settings())
     url = str(client.make_url("")).rstrip("/")
-    sim = Simulation(url, visitors=80, seed=3, site_secret=SITE_SECRET)
+    sim = Simulation(url, visitors=80, seed=3, api_key=API_KEY, site_secret=SITE_SECRET)
     summary = await sim.run(600, rate=5000.0, concurrency=2)
     report = summary.report()
     assert report["decisions"] == 600 and report["errors"] == 0
@@ -129,7 +129,8 @@ async def test_the_simulate_command(app_client: Any, make_settings: Any, tmp_pat
     out_file = tmp_path / "summary.json"
     args = ["--url", url, "--visitors", "5", "--decisions", "20", "--rate", "500"]
     report = await _simulate_command(
-        [*args, "--out", str(out_file)], {"PERSONA_SITE_SECRET": SITE_SECRET}
+        [*args, "--out", str(out_file)],
+        {"PERSONA_SITE_SECRETS": SITE_SECRET, "PERSONA_API_KEYS": API_KEY},
     )
     assert report["decisions"] == 20 and report["errors"] == 0 and report["ctr_oracle"] > 0
     assert orjson.loads(out_file.read_bytes()) == report
@@ -141,8 +142,9 @@ async def test_the_simulate_command_signs_logins_with_a_local_services_secret(
     client = await app_client(make_settings())
     url = str(client.make_url("")).rstrip("/")
     # what `scripts/run` leaves behind when no secrets are configured
-    (tmp_path / "secrets.json").write_bytes(orjson.dumps({"site_secret": SITE_SECRET}))
+    generated = {"site_secrets": [SITE_SECRET], "api_keys": [API_KEY]}
+    (tmp_path / "secrets.json").write_bytes(orjson.dumps(generated))
     args = ["--url", url, "--visitors", "30", "--decisions", "120", "--rate", "2000"]
     report = await _simulate_command(args, {"PERSONA_DATA_DIR": str(tmp_path)})
     assert report["logins"] > 0 and report["errors"] == 0
-    assert report["rejected_events"] == 0  # every login's signature was accepted
+    assert report["rejected_events"] == 0  # every login's token was accepted

@@ -19,6 +19,7 @@ import msgspec
 import orjson
 import redis.asyncio as aioredis
 
+from service.admin.documents import DocumentRefused, check_nesting
 from service.catalog.loader import CatalogDoc, CatalogError, parse_catalog
 from service.catalog.model import Catalog
 
@@ -26,6 +27,8 @@ VERSIONS_KEY = "persona:config:versions"
 LIVE_KEY = "persona:config:live"
 CHANNEL = "persona:config:published"
 MAX_CONTENT_BYTES = 16 * 1024
+MAX_VERSION = 1_000_000_000
+"""Version numbers beyond this cannot exist (and never reach Redis as an index)."""
 
 
 class ConfigError(ValueError):
@@ -70,6 +73,10 @@ def validate(doc: Any) -> tuple[dict[str, Any], Catalog]:
 
     Raises :class:`ConfigError` whose message names the field and the problem.
     """
+    try:
+        check_nesting(doc)
+    except DocumentRefused as exc:
+        raise ConfigError(str(exc)) from None
     raw = orjson.dumps(doc)
     try:
         typed = msgspec.json.decode(raw, type=ConfigDoc)
@@ -128,7 +135,8 @@ class ConfigStore:
 
     async def get(self, number: int) -> Version:
         """Version ``number``; :class:`ConfigError` when there is none."""
-        raw = await self.client.lindex(VERSIONS_KEY, number - 1) if number >= 1 else None
+        in_range = 1 <= number <= MAX_VERSION
+        raw = await self.client.lindex(VERSIONS_KEY, number - 1) if in_range else None
         if raw is None:
             raise NoSuchVersion(f"there is no version {number}")
         return _version(raw)

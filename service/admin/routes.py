@@ -28,11 +28,13 @@ from service.admin.config import (
     changes,
     validate,
 )
+from service.admin.documents import DocumentError, DocumentRefused, load_yaml
 from service.admin.models import ModelError, ModelRegistry, UnknownModel
 from service.admin.preview import PREVIEW_DECODER, preview
 from service.admin.stats import variant_counts
 from service.errors import ApiError
 from service.features.profile import decode_profile, profile_key
+from service.http.body import read_body
 from service.http.decide import context_from
 from service.keys import ADMIN_REDIS, ENGINE, SETTINGS
 
@@ -48,8 +50,9 @@ def _store(request: web.Request) -> ConfigStore:
 
 
 async def _body(request: web.Request) -> Any:
+    raw = await read_body(request, request.app[SETTINGS].http_body_timeout_s)
     try:
-        return orjson.loads(await request.read())
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
@@ -113,10 +116,15 @@ async def get_config(request: web.Request) -> web.Response:
 async def put_config(request: web.Request) -> web.Response:
     """Replace the whole draft (import, JSON or YAML), validated as one document."""
     if request.content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+        raw = await read_body(request, request.app[SETTINGS].http_body_timeout_s)
         try:
-            body = yaml.safe_load(await request.text())
-        except yaml.YAMLError as exc:
-            raise ApiError(400, "invalid_yaml", f"the body is not valid YAML: {exc}") from None
+            body = load_yaml(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ApiError(400, "invalid_yaml", "the body is not UTF-8 text") from None
+        except DocumentRefused as exc:
+            raise ApiError(422, "invalid_config", str(exc)) from None
+        except DocumentError as exc:
+            raise ApiError(400, "invalid_yaml", str(exc)) from None
     else:
         body = await _body(request)
     return await _save(request, body, str(request.query.get("message", "import")))
@@ -268,7 +276,9 @@ async def _stored_profile(request: web.Request, visitor_id: str) -> dict[str, An
 async def post_preview(request: web.Request) -> web.Response:
     """What a visitor (stored, or described) would see in a slot of the draft or a version."""
     try:
-        body = PREVIEW_DECODER.decode(await request.read())
+        body = PREVIEW_DECODER.decode(
+            await read_body(request, request.app[SETTINGS].http_body_timeout_s)
+        )
     except msgspec.ValidationError as exc:
         raise ApiError(400, "invalid_request", str(exc)) from None
     except msgspec.DecodeError as exc:

@@ -116,26 +116,37 @@ class _Compiler:
     def __init__(self, schema: FactSchema, audiences: Mapping[str, Any]) -> None:
         self.schema = schema
         self.sources = audiences
-        self.compiled: dict[str, Predicate] = {}
+        self.compiled: dict[str, tuple[Predicate, int]] = {}
         self.visiting: list[str] = []
+        self.deepest = 0
 
-    def audience(self, name: str, path: str) -> Predicate:
+    def audience(self, name: str, path: str, depth: int = 0) -> Predicate:
+        """The compiled audience; its nesting counts where it is used (an audience
+        that names an audience that names one ... is as deep as written out)."""
         if name in self.compiled:
-            return self.compiled[name]
+            predicate, height = self.compiled[name]
+            self._reach(depth + height, path)
+            return predicate
         if name not in self.sources:
             raise ConditionError(path, f"unknown audience {name!r}")
         if name in self.visiting:
             cycle = " -> ".join([*self.visiting[self.visiting.index(name) :], name])
             raise ConditionError(path, f"audiences refer to each other in a cycle: {cycle}")
         self.visiting.append(name)
-        predicate = self.condition(self.sources[name], f"audiences.{name}", 0)
+        outer, self.deepest = self.deepest, depth
+        predicate = self.condition(self.sources[name], f"audiences.{name}", depth)
+        height, self.deepest = self.deepest - depth, max(outer, self.deepest)
         self.visiting.pop()
-        self.compiled[name] = predicate
+        self.compiled[name] = (predicate, height)
         return predicate
 
-    def condition(self, cond: Any, path: str, depth: int) -> Predicate:
+    def _reach(self, depth: int, path: str) -> None:
         if depth > MAX_DEPTH:
             raise ConditionError(path, f"nested deeper than {MAX_DEPTH} levels")
+        self.deepest = max(self.deepest, depth)
+
+    def condition(self, cond: Any, path: str, depth: int) -> Predicate:
+        self._reach(depth, path)
         if not isinstance(cond, dict):
             raise ConditionError(path, "a condition must be an object")
         parts: list[Predicate] = []
@@ -162,7 +173,7 @@ class _Compiler:
         if op == "$audience":
             if not isinstance(value, str) or not value:
                 raise ConditionError(path, "$audience takes an audience name")
-            return self.audience(value, path)
+            return self.audience(value, path, depth + 1)
         raise ConditionError(
             path, f"unknown operator {op!r} here; use one of {', '.join(LOGICAL_OPERATORS)}"
         )

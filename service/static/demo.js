@@ -17,7 +17,6 @@ const REASONS = {
   no_catalog: "no content catalog is loaded",
   internal_error: "of an internal error",
 };
-const showScores = new URLSearchParams(location.search).get("scores") === "1";
 const skeletons = {};
 for (const name of SLOTS) skeletons[name] = document.getElementById("slot-" + name).innerHTML;
 
@@ -80,22 +79,6 @@ function why(decision) {
   const facts = el("p");
   facts.append("Policy ", el("code", decision.policy), " · variant ", el("code", String(decision.variant_id)), " · decision ", el("code", decision.decision_id));
   box.append(facts);
-  if (showScores && decision.scores) {
-    const table = el("table");
-    table.append(el("caption", "Model scores" + (typeof decision.propensity === "number" ? " (probability of this pick: " + decision.propensity.toFixed(3) + ")" : "")));
-    const head = el("tr");
-    head.append(el("th", "variant", { scope: "col" }), el("th", "score", { scope: "col" }));
-    table.append(head);
-    for (const s of decision.scores) {
-      const row = el("tr");
-      row.append(el("td", s.variant_id), el("td", s.score.toFixed(4), { class: "num" }));
-      table.append(row);
-    }
-    box.append(table);
-    if (decision.excluded && decision.excluded.length) {
-      box.append(el("p", "Hidden for now (shown often without a click): " + decision.excluded.map((x) => x.variant_id).join(", ") + "."));
-    }
-  }
   return box;
 }
 
@@ -126,7 +109,6 @@ async function load() {
       headers: { "Content-Type": "application/json", "X-Persona-Consent": consentHeader() },
       body: JSON.stringify({
         placements: SLOTS,
-        include_scores: showScores,
         context: { page_type: "home", device: device() },
       }),
     });
