@@ -1,4 +1,4 @@
-"""Rate limits: per client address and per visitor, 429 with Retry-After, counted, shared by workers."""
+"""Rate limits per client address and per visitor: 429 with Retry-After, counted, one per host."""
 
 from __future__ import annotations
 

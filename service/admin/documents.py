@@ -60,7 +60,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     """PyYAML's safe loader, refusing anchors and aliases as they are parsed."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             mark = event.start_mark
             raise _Refused(
