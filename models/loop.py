@@ -259,12 +259,10 @@ async def set_explore_share(url: str, auth: dict[str, str], share: float) -> Non
     async with aiohttp.ClientSession(url, headers=auth) as http:
         async with http.get("/v1/admin/config") as resp:
             resp.raise_for_status()
-            draft = await resp.json()
-        doc = draft["config"]
+            doc = await resp.json()
+            headers = {"If-Match": resp.headers["ETag"]}
         for placement in doc["placements"]:
             placement["explore_share"] = share
-        number = draft.get("version")
-        headers = {"If-Match": str(number)} if isinstance(number, int) else {}
         async with http.put(
             "/v1/admin/config?message=loop+exploration", json=doc, headers=headers
         ) as resp:

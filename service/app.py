@@ -31,6 +31,7 @@ from service.http import decide, ops
 from service.http import events as events_http
 from service.http.guard import GUARD, Guard, Rules
 from service.http.middleware import edge
+from service.http.server import quiet_malformed_requests
 from service.identity.cookies import CookieSigner
 from service.identity.customer import CustomerKeys
 from service.identity.trust import ApiKeys
@@ -97,6 +98,7 @@ def create_app(
     if settings.redis_url is None:
         raise ValueError("settings.redis_url must be set (the CLI starts a Redis if needed)")
     address = parse_redis_url(settings.redis_url)
+    quiet_malformed_requests()
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge])
     app[SETTINGS] = settings
     metrics = app[METRICS] = Metrics(registry if registry is not None else CollectorRegistry())

@@ -25,7 +25,6 @@ from service.http.server import (
     Runner,
     check_port_free,
     listen,
-    quiet_malformed_requests,
 )
 from service.ratelimit import Lock, RateTable
 from service.settings import Settings
@@ -61,7 +60,6 @@ async def serve_until_signal(
     Raises :class:`PortUnavailable` before anything starts when the port is taken.
     """
     sock = listen(settings.host, settings.port, reuse_port)
-    quiet_malformed_requests()
     app = create_app(settings, rate_table=rate_table)
     runner = Runner(
         app,

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 import redis
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
+from service.http.server import Runner
 from service.local_redis import LocalRedis
+from service.keys import SETTINGS
 from service.settings import REPO_DIR, Settings
 
 SECRET = "test-secret-" + "x" * 32
@@ -73,6 +75,19 @@ def make_settings(redis_url: str) -> Callable[..., Settings]:
 AppClientFactory = Callable[..., Any]
 
 
+class PersonaTestServer(TestServer):
+    """The app behind the service's own runner (its connection rules and error answers)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        settings = self.app[SETTINGS]
+        return Runner(
+            self.app,
+            header_timeout_s=settings.http_header_timeout_s,
+            keepalive_timeout=settings.http_idle_timeout_s,
+            **kwargs,
+        )
+
+
 @pytest.fixture
 def app_client(
     aiohttp_client: Callable[..., Any], make_settings: Callable[..., Settings]
@@ -92,7 +107,7 @@ def app_client(
         headers = {"X-Persona-Consent": consent} if consent is not None else {}
         if server:
             headers.update(SERVER)
-        client: TestClient[Any, Any] = await aiohttp_client(app, headers=headers)
+        client: TestClient[Any, Any] = await aiohttp_client(PersonaTestServer(app), headers=headers)
         return client
 
     return make

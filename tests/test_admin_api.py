@@ -228,12 +228,39 @@ async def test_history_diff_restore_and_stale_edits(client: Any, redis_url: str)
     current = await (await client.get("/v1/admin/variants/hero-yoga", headers=auth)).json()
     original = await (await client.get(f"/v1/admin/versions/{v1['version']}", headers=auth)).json()
     yoga = next(v for v in original["config"]["variants"] if v["id"] == "hero-yoga")
-    assert current["variant"] == yoga
-    exported = await (await client.get("/v1/admin/config", headers=auth)).json()
+    assert current == yoga
+    exported = await client.get("/v1/admin/config", headers=auth)
+    assert exported.headers["ETag"] == f'"{restored["version"]}"'
     imported = await client.put(
-        "/v1/admin/config", data=orjson.dumps(exported["config"]), headers=auth
+        "/v1/admin/config",
+        data=await exported.read(),
+        headers={**auth, "If-Match": exported.headers["ETag"]},
     )
     assert imported.status == 200 and (await imported.json())["changes"] == []
+
+
+async def test_every_admin_resource_can_be_put_back_as_it_was_read(
+    client: Any, redis_url: str
+) -> None:
+    auth = await token(redis_url, "editor", ["config:read", "config:write"])
+    await client.put("/v1/admin/audiences/phones", json={"device": "mobile"}, headers=auth)
+    doc = await (await client.get("/v1/admin/config", headers=auth)).json()
+    names = {
+        "placements": [p["name"] for p in doc["placements"]],
+        "variants": [v["id"] for v in doc["variants"]],
+        "audiences": list(doc["audiences"]),
+    }
+    for section, items in names.items():
+        for name in items:
+            got = await client.get(f"/v1/admin/{section}/{name}", headers=auth)
+            assert got.status == 200
+            put = await client.put(
+                f"/v1/admin/{section}/{name}",
+                data=await got.read(),
+                headers={**auth, "If-Match": got.headers["ETag"]},
+            )
+            assert put.status == 200, (section, name, await put.text())
+            assert (await put.json())["changes"] == []
 
 
 async def test_preview_explains_a_draft_for_a_stored_and_a_described_visitor(
@@ -375,7 +402,7 @@ async def test_an_import_with_overlapping_ids_is_refused_and_stores_nothing(
     client: Any, redis_url: str
 ) -> None:
     auth = await token(redis_url, "ops", ["config:read", "config:write"])
-    doc = (await (await client.get("/v1/admin/config", headers=auth)).json())["config"]
+    doc = await (await client.get("/v1/admin/config", headers=auth)).json()
     doc["variants"].append(dict(doc["variants"][0]))
     resp = await client.put("/v1/admin/config", json=doc, headers=auth)
     assert resp.status == 422

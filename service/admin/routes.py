@@ -41,8 +41,10 @@ from service.keys import ADMIN_REDIS, ENGINE, SETTINGS
 SECTIONS = {"placements": "name", "variants": "id"}
 
 
-def _json(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 def _store(request: web.Request) -> ConfigStore:
@@ -61,10 +63,15 @@ def _expected(request: web.Request) -> int | None:
     raw = request.headers.get("If-Match")
     if raw is None:
         return None
-    try:
-        return int(raw.strip().strip('"'))
-    except ValueError:
-        raise ApiError(400, "invalid_request", "If-Match must be a draft version number") from None
+    text = raw.strip().removeprefix("W/").strip('"')
+    if not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ApiError(400, "invalid_request", "If-Match must be the draft's ETag (its version)")
+    return int(text)
+
+
+def _etag(number: int) -> dict[str, str]:
+    """The draft version as the resource's ETag (send it back in If-Match)."""
+    return {"ETag": f'"{number}"'}
 
 
 async def _base(request: web.Request) -> tuple[dict[str, Any], int]:
@@ -95,21 +102,25 @@ def _version_json(v: Version, live: int | None) -> dict[str, Any]:
 
 @require("config:read")
 async def get_config(request: web.Request) -> web.Response:
-    """The draft configuration (export), its version and the live version.
+    """The draft configuration (export): a document ``PUT /v1/admin/config`` takes back.
 
-    ``?format=yaml`` answers the configuration alone as a YAML file.
+    Its version is the ``ETag``; the published version is ``X-Persona-Live-Version``.
+    ``?format=yaml`` answers it as a YAML file.
     """
     doc, number = await _base(request)
+    live = await _store(request).live()
+    headers = {**_etag(number), "X-Persona-Live-Version": "" if live is None else str(live)}
     if request.query.get("format") == "yaml":
         text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
         return web.Response(
             text=text,
             content_type="application/yaml",
             headers={
-                "Content-Disposition": f'attachment; filename="persona-config-v{number}.yaml"'
+                **headers,
+                "Content-Disposition": f'attachment; filename="persona-config-v{number}.yaml"',
             },
         )
-    return _json(200, {"version": number, "live": await _store(request).live(), "config": doc})
+    return _json(200, doc, headers)
 
 
 @require("config:write")
@@ -156,7 +167,7 @@ def _item_routes(section: str) -> tuple[Any, Any, Any]:
         item = find(doc, request.match_info["name"])
         if item is None:
             raise ApiError(404, "not_found", f"no {section[:-1]} {request.match_info['name']!r}")
-        return _json(200, {"version": number, section[:-1]: item})
+        return _json(200, item, _etag(number))
 
     @require("config:write")
     async def put_item(request: web.Request) -> web.Response:

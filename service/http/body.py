@@ -37,13 +37,17 @@ async def read_body(request: web.Request, timeout_s: float) -> bytes:
             raw = await request.read()
     except TimeoutError:
         raise ApiError(
-            408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s"
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {timeout_s:g} s",
+            close=True,
         ) from None
     except RequestPayloadError:
         raise ApiError(
             400,
             "invalid_body",
             f"the body could not be read as its Content-Encoding ({encoding or 'identity'}) says",
+            close=True,
         ) from None
     request[BODY_READ_AT] = perf_counter()
     return raw

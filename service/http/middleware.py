@@ -81,6 +81,8 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         _rejected(request, exc.status, exc.code)
         response = json_response(exc.status, exc.body())
         response.headers.update(exc.headers)
+        if exc.close:
+            response.force_close()
         return response
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -19,9 +19,13 @@ import logging
 import socket
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
+
+from service.http.middleware import SERVER
 
 rejections = logging.getLogger("persona.rejected")
 
@@ -105,6 +109,25 @@ class _Handler(RequestHandler):
         self._stop_header_timer()
         super().connection_lost(exc)
 
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's answer to a request its parser refused, in the service's own form:
+        a JSON error, the generic Server header, no detail of the server's software."""
+        response = super().handle_error(request, status, exc, message)
+        if isinstance(response, web.Response):
+            code = "bad_request" if status < 500 else "internal_error"
+            text = "malformed HTTP request" if status < 500 else "internal error"
+            response.body = orjson.dumps({"error": code, "message": text})
+            response.content_type = "application/json"
+        response.headers["Server"] = SERVER
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
 
 class _Server(web.Server):
     """Creates :class:`_Handler` connections (set by :class:`Runner`)."""
@@ -136,12 +159,16 @@ class Runner(web.AppRunner):
 
 
 class _MalformedRequests(logging.Filter):
-    """One line instead of a traceback for requests aiohttp's parser refuses (400)."""
+    """One line instead of a traceback for requests aiohttp's parser refuses (400), and for
+    a body that could not be decoded (the handler answered 400; aiohttp then closes)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
             rejections.info("malformed HTTP request -> %d %s", exc.code, type(exc).__name__)
+            return False
+        if isinstance(exc, RequestPayloadError):
+            rejections.info("unreadable request body: connection closed")
             return False
         return True
 

@@ -4,17 +4,19 @@ let token = sessionStorage.getItem("persona-token") || "";
 let draftVersion = null;
 let config = null;
 
-async function api(method, path, body) {
+async function request(method, path, body) {
   const resp = await fetch(path, {
     method,
     headers: {"Authorization": "Bearer " + token, "Content-Type": "application/json",
-              ...(draftVersion !== null && method !== "GET" ? {"If-Match": String(draftVersion)} : {})},
+              ...(draftVersion !== null && method !== "GET" ? {"If-Match": `"${draftVersion}"`} : {})},
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const data = resp.status === 204 ? {} : await resp.json();
   if (!resp.ok) { const e = new Error(data.message || resp.statusText); e.status = resp.status; throw e; }
-  return data;
+  return { data, headers: resp.headers };
 }
+
+async function api(method, path, body) { return (await request(method, path, body)).data; }
 
 function say(text) { $("status").textContent = text; }
 function cell(text) { const td = document.createElement("td"); td.textContent = text; return td; }
@@ -32,10 +34,12 @@ function showError(prefix, fields, message) {
 }
 
 async function load() {
-  const data = await api("GET", "/v1/admin/config");
-  config = data.config; draftVersion = data.version;
+  const got = await request("GET", "/v1/admin/config");
+  config = got.data;
+  draftVersion = Number(got.headers.get("ETag").replaceAll('"', ""));
+  const live = got.headers.get("X-Persona-Live-Version");
   $("draft").hidden = false;
-  $("draft").textContent = `Draft: version ${data.version}` + (data.live ? ` · live: version ${data.live}` : " · nothing published yet");
+  $("draft").textContent = `Draft: version ${draftVersion}` + (live ? ` · live: version ${live}` : " · nothing published yet");
   const pl = $("placements-list"); pl.replaceChildren();
   for (const p of config.placements) {
     const tr = document.createElement("tr");
