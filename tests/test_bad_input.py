@@ -100,6 +100,9 @@ async def test_version_numbers_beyond_any_version_are_404(client: Any, redis_url
     assert resp.status == 422
     item = {"category": "general", "content": {"title": "x"}}
     resp = await client.put("/v1/admin/variants/x1", json=item, headers={**auth, "If-Match": huge})
+    assert resp.status == 400 and "ETag" in (await resp.json())["message"]
+    stale = {**auth, "If-Match": str(2**62)}
+    resp = await client.put("/v1/admin/variants/x1", json=item, headers=stale)
     assert resp.status == 409
 
 
