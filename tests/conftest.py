@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.http.server import Runner
-from service.local_redis import LocalRedis
 from service.keys import SETTINGS
+from service.local_redis import LocalRedis
 from service.settings import REPO_DIR, Settings
 
 SECRET = "test-secret-" + "x" * 32
@@ -80,6 +80,7 @@ class PersonaTestServer(TestServer):
 
     async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
         settings = self.app[SETTINGS]
+        kwargs["access_log"] = None  # as the service runs
         return Runner(
             self.app,
             header_timeout_s=settings.http_header_timeout_s,

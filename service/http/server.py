@@ -143,10 +143,16 @@ class _Server(web.Server):
         )
 
 
+LINGER_S = 2.0
+"""After answering a request whose body was not read to its end, how long the rest may
+still arrive before the connection closes (aiohttp's default is 10 s)."""
+
+
 class Runner(web.AppRunner):
     """An AppRunner whose connections have a header read timeout."""
 
     def __init__(self, app: web.Application, *, header_timeout_s: float, **kwargs: Any) -> None:
+        kwargs.setdefault("lingering_time", LINGER_S)
         super().__init__(app, **kwargs)
         self._header_timeout_s = header_timeout_s
 
