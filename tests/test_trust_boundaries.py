@@ -48,7 +48,7 @@ async def test_a_browser_cannot_write_into_another_visitors_profile(
     attacker = await app_client()
     view = {"type": "view", "event_id": "evil-view-0001", "category": "darts"}
     status, body = await events(attacker, [{**view, "visitor_id": VICTIM}])
-    assert status == 400 and body["rejected"] == 1
+    assert status == 403 and body["rejected"] == 1
     assert "site's server" in body["results"][0]["reason"]
     assert victim_profile(sync_redis) == before
 

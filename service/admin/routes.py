@@ -107,10 +107,13 @@ async def get_config(request: web.Request) -> web.Response:
     Its version is the ``ETag``; the published version is ``X-Persona-Live-Version``.
     ``?format=yaml`` answers it as a YAML file.
     """
+    form = request.query.get("format", "json")
+    if form not in ("json", "yaml"):
+        raise ApiError(400, "invalid_request", "format must be json or yaml")
     doc, number = await _base(request)
     live = await _store(request).live()
     headers = {**_etag(number), "X-Persona-Live-Version": "" if live is None else str(live)}
-    if request.query.get("format") == "yaml":
+    if form == "yaml":
         text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
         return web.Response(
             text=text,

@@ -12,7 +12,7 @@ from aiohttp import web
 from service.errors import ApiError
 from service.events.ingest import EventsUnavailable
 from service.events.schemas import ENVELOPE_DECODER, MAX_BATCH
-from service.events.validate import Caller
+from service.events.validate import NAMED_BY_BROWSER, Caller
 from service.http.body import read_body
 from service.http.cookies import apply_cookie
 from service.http.guard import GUARD
@@ -68,8 +68,10 @@ async def post_events(request: web.Request) -> web.Response:
     counts = {s: result.count(s) for s in ("accepted", "duplicate", "rejected", "ignored")}
     stored = counts["accepted"] + counts["duplicate"]
     status = 202 if stored or counts["ignored"] else 400
-    body = {**counts, "results": [v.to_json() for v in result.verdicts]}
-    if status == 400:
+    body: dict[str, object] = {**counts, "results": [v.to_json() for v in result.verdicts]}
+    if status == 400 and all(v.reason == NAMED_BY_BROWSER for v in result.verdicts):
+        status = 403  # every event named a visitor, which only the site's server may
+    elif status == 400:
         body = {"error": "invalid_request", "message": "no event in the batch is valid", **body}
     response = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
     if result.withdrew:
