@@ -5,11 +5,12 @@
 #     -e PERSONA_REDIS_URL=redis://redis:6379/0 \
 #     -e PERSONA_COOKIE_SECRETS=<32+ chars> \
 #     -e PERSONA_CUSTOMER_ID_KEY=<32+ chars> \
-#     -e PERSONA_SITE_SECRET=<32+ chars> \
+#     -e PERSONA_SITE_SECRETS=<32+ chars> \
+#     -e PERSONA_API_KEYS=<32+ chars> \
 #     persona
 #
 # The image has no redis-server: PERSONA_REDIS_URL must point at a Redis
-# (without it the service exits with a message). Set the three secrets: without
+# (without it the service exits with a message). Set the four secrets: without
 # them each container generates its own into /app/data, so cookies signed by one
 # replica (or before a restart) are rejected by the next.
 #
@@ -29,6 +30,7 @@ RUN apt-get update \
 # The venv lives at /app/.venv in both stages (venvs are not relocatable).
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY requirements ./requirements
 COPY scripts ./scripts
 COPY service ./service
 COPY models ./models
