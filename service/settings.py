@@ -357,7 +357,7 @@ SPECS: tuple[Spec, ...] = (
         "rate_decide_visitor_per_s",
         "PERSONA_RATE_DECIDE_VISITOR_PER_S",
         _float_range(0, 1e6),
-        "Decide calls per second for one visitor (bursts of 2 s worth). 0: no limit.",
+        "Decide calls per second for one browser's visitor (bursts of 2 s worth). 0: no limit.",
     ),
     Spec(
         "rate_events_client_per_s",
@@ -370,7 +370,7 @@ SPECS: tuple[Spec, ...] = (
         "rate_events_visitor_per_s",
         "PERSONA_RATE_EVENTS_VISITOR_PER_S",
         _float_range(0, 1e6),
-        "Event batches per second for one visitor (bursts of 2 s worth). 0: no limit.",
+        "Event batches per second for one browser's visitor (bursts of 2 s worth). 0: no limit.",
     ),
     Spec(
         "rate_admin_failures_per_min",

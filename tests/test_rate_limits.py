@@ -64,16 +64,26 @@ async def test_a_client_address_is_limited_on_decide_and_events(
     assert 'persona_rate_limited_total{endpoint="/v1/decide",scope="client"}' in text
 
 
-async def test_one_visitor_is_limited_whoever_sends_for_it(
+async def test_one_browser_visitor_is_limited_from_any_address(
     app_client: Any, make_settings: Any
 ) -> None:
     settings = make_settings(rate_decide_visitor_per_s=2.0, rate_events_visitor_per_s=2.0)
-    server = await app_client(settings, server=True)
-    body = orjson.dumps({"placements": ["home-hero"], "visitor_id": "limited-visitor-000000001"})
-    codes = [(await server.post("/v1/decide", data=body)).status for _ in range(6)]
+    browser = await app_client(settings)
+    first = await browser.post("/v1/decide", data=HERO)  # the cookie is minted here
+    cookie = {"Cookie": f"persona_vid={first.cookies['persona_vid'].value}"}
+    codes = [
+        (await browser.post("/v1/decide", data=HERO, headers=cookie)).status for _ in range(6)
+    ]
     assert codes == [200] * 4 + [429] * 2
-    other = orjson.dumps({"placements": ["home-hero"], "visitor_id": "another-visitor-00000001"})
-    assert (await server.post("/v1/decide", data=other)).status == 200
+    view = {"events": [{"type": "view", "event_id": "rl-visitor-01"}]}
+    codes = [(await browser.post("/v1/events", json=view)).status for _ in range(6)]
+    assert codes[:4] == [202] * 4 and codes[-1] == 429
+    # another visitor is not held up, and neither is the site's server naming this one
+    assert (await (await app_client(settings)).post("/v1/decide", data=HERO)).status == 200
+    server = await app_client(settings, server=True)
+    visitor = first.cookies["persona_vid"].value.split(".")[0]
+    body = orjson.dumps({"placements": ["home-hero"], "visitor_id": visitor})
+    assert all([(await server.post("/v1/decide", data=body)).status == 200 for _ in range(6)])
 
 
 async def test_failed_admin_sign_ins_are_limited_and_counted(

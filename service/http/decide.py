@@ -146,7 +146,7 @@ async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.R
     metrics.cookie_outcome[outcome].inc()
     if identity.known:
         guard = request.app[GUARD]
-        guard.admit_visitor(request, identity.visitor_id, guard.rules.decide_visitor)
+        guard.admit_visitor(request, trust, identity.visitor_id, guard.rules.decide_visitor)
     if identity.withdrawing is not None:
         identity = await _withdraw(request, identity, now)
     ctx = context_from(body.context, request.headers.get("User-Agent", ""), now)

@@ -51,7 +51,7 @@ async def post_events(request: web.Request) -> web.Response:
     identity, _ = identify(
         request.app[SIGNER], request.cookies.get(settings.cookie_name), None, now, consent
     )
-    guard.admit_visitor(request, identity.visitor_id, guard.rules.events_visitor)
+    guard.admit_visitor(request, trust, identity.visitor_id, guard.rules.events_visitor)
     caller = Caller(identity.visitor_id, consent.personalization, trust, identity.withdrawing)
     try:
         result = await request.app[INGESTOR].ingest(

@@ -1,9 +1,10 @@
 """The trust and abuse checks every public route makes before it does any work.
 
 ``caller`` tells a browser from the site's server (API key); ``admit`` applies
-the rate limits: per client address (browsers only: the site's server speaks
-for many visitors) and per visitor. A refused request is a 429 with
-``Retry-After``, counted in ``persona_rate_limited_total``.
+the rate limits to browsers, per client address and per visitor (the site's
+server is trusted with its key and speaks for many visitors at its own pace).
+A refused request is a 429 with ``Retry-After``, counted in
+``persona_rate_limited_total``.
 """
 
 from __future__ import annotations
@@ -99,9 +100,11 @@ class Guard:
             return
         self._admit(request, rule, client_address(request, self.hops), "client")
 
-    def admit_visitor(self, request: web.Request, visitor_id: str | None, rule: Rule) -> None:
-        """Count the request against its visitor's limit."""
-        if visitor_id is not None:
+    def admit_visitor(
+        self, request: web.Request, trust: Trust, visitor_id: str | None, rule: Rule
+    ) -> None:
+        """Count a browser's request against its visitor's limit."""
+        if visitor_id is not None and not trust.server:
             self._admit(request, rule, visitor_id, "visitor")
 
     def _admit(self, request: web.Request, rule: Rule, key: str, scope: str) -> None:
