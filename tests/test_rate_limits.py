@@ -71,9 +71,7 @@ async def test_one_browser_visitor_is_limited_from_any_address(
     browser = await app_client(settings)
     first = await browser.post("/v1/decide", data=HERO)  # the cookie is minted here
     cookie = {"Cookie": f"persona_vid={first.cookies['persona_vid'].value}"}
-    codes = [
-        (await browser.post("/v1/decide", data=HERO, headers=cookie)).status for _ in range(6)
-    ]
+    codes = [(await browser.post("/v1/decide", data=HERO, headers=cookie)).status for _ in range(6)]
     assert codes == [200] * 4 + [429] * 2
     view = {"events": [{"type": "view", "event_id": "rl-visitor-01"}]}
     codes = [(await browser.post("/v1/events", json=view)).status for _ in range(6)]
