@@ -109,8 +109,10 @@ def start_persona(
     data_dir: Path,
     cpus: set[int] | None = None,
     extra_env: dict[str, str] | None = None,
+    cwd: Path = REPO_DIR,
 ) -> Server:
-    """Start ``python -m service`` (optionally pinned to ``cpus``, with more settings)."""
+    """Start ``python -m service`` from the code in ``cwd`` (optionally pinned to ``cpus``,
+    with more settings)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
     env.update(
@@ -127,7 +129,7 @@ def start_persona(
     env.update(extra_env or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "service"],
-        cwd=REPO_DIR,
+        cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
