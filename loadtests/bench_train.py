@@ -33,10 +33,9 @@ from loadtests.report import save_result, write_section
 from models.simulator import click_probability, draw_context, make_population, make_world
 from service.decide.record import entry
 from service.decide.types import Decision
-from service.events.store import log_key
-from service.features.profile import partition
 from service.local_redis import LocalRedis
 from service.settings import REPO_DIR
+from service.store.keyspace import log_key, partition
 
 SECTION = "train"
 DAYS = 6.0

@@ -31,7 +31,8 @@ import orjson
 import redis
 
 from loadtests.ids import META_KEY, SEED_PREFIX, seeded_visitor_id
-from service.features.profile import Profile, empty_profile, encode_profile, profile_key
+from service.features.profile import Profile, empty_profile, encode_profile
+from service.store.keyspace import profile_key
 
 CHUNK = 2000
 """Visitors simulated per chunk (the unit of determinism and of parallel work)."""

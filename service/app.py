@@ -21,8 +21,9 @@ from service.admin import routes as admin_routes
 from service.admin.auth import TOKENS
 from service.admin.tokens import TokenStore
 from service.catalog.loader import CatalogError, CatalogSource, FileCatalogSource
-from service.decide.engine import DecisionEngine, EngineConfig, LoadedModel
+from service.decide.engine import DecisionEngine, EngineConfig
 from service.decide.record import DecisionRecorder
+from service.decide.snapshot import Live, LoadedModel
 from service.events import monitor as log_monitor
 from service.events.ingest import Ingestor
 from service.events.store import EventWriter, WriteConfig
@@ -41,6 +42,7 @@ from service.keys import (
     ENGINE,
     EVENT_WRITER,
     INGESTOR,
+    LIVE,
     METRICS,
     REDIS,
     SETTINGS,
@@ -53,7 +55,7 @@ from service.scoring.predictor import load_predictor
 from service.settings import Settings
 from service.store.address import RedisAddress, parse_redis_url, redis_py_client
 from service.store.breaker import Breaker
-from service.store.profiles import Fetcher, PipelinedFetcher, ProfileStore, RedisPyFetcher
+from service.store.profiles import PipelinedFetcher, ProfileStore
 from service.store.resp import PipelinedConnection
 from service.tally import flush_every
 
@@ -68,8 +70,8 @@ def redis_client(
     """redis-py client with explicit timeouts and no retries (no retry storms)."""
     return redis_py_client(
         address,
-        timeout_s=timeout_s or max(settings.redis_timeout_ms / 1000, 0.05),
-        connect_timeout_s=settings.redis_connect_timeout_ms / 1000,
+        timeout_s=timeout_s or max(settings.redis_timeout_s, 0.05),
+        connect_timeout_s=settings.redis_connect_timeout_s,
     )
 
 
@@ -114,61 +116,63 @@ def create_app(
         metrics,
     )
     source = catalog_source or FileCatalogSource(settings.catalog_path)
+    app[LIVE] = Live()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         metrics = app[METRICS]
+        live = app[LIVE]
         client = redis_client(settings, address)
         app[REDIS] = client
-        fetcher: Fetcher
-        conn = None
-        if settings.redis_client == "fast":
-            conn = PipelinedConnection(address, settings.redis_connect_timeout_ms / 1000)
-            fetcher = PipelinedFetcher(conn)
-        else:
-            fetcher = RedisPyFetcher(client)
+        conn = PipelinedConnection(address, settings.redis_connect_timeout_s)
         breaker = Breaker(
             settings.breaker_failures,
-            settings.breaker_cooldown_ms / 1000,
+            settings.breaker_cooldown_s,
             time.monotonic,
-            settings.breaker_cooldown_max_ms / 1000,
-            min_span_s=settings.redis_timeout_ms / 1000,
+            settings.breaker_cooldown_max_s,
+            min_span_s=settings.redis_timeout_s,
             on_change=metrics.breaker_state.set,
         )
-        engine = DecisionEngine(
+        events_client = redis_client(settings, address, timeout_s=settings.events_timeout_s)
+        events_conn = PipelinedConnection(address, settings.redis_connect_timeout_s)
+        recorder = (
+            DecisionRecorder(events_conn, metrics, settings.log_maxlen, settings.events_timeout_s)
+            if settings.log_decisions
+            else None
+        )
+        app[ENGINE] = DecisionEngine(
             EngineConfig(
-                deadline_s=settings.decide_deadline_ms / 1000,
-                redis_timeout_s=settings.redis_timeout_ms / 1000,
-                half_life_s=settings.affinity_half_life_days * 86400,
+                deadline_s=settings.decide_deadline_s,
+                redis_timeout_s=settings.redis_timeout_s,
+                half_life_s=settings.affinity_half_life_s,
                 holdout_seed=settings.holdout_seed,
             ),
-            ProfileStore(fetcher, breaker),
+            ProfileStore(PipelinedFetcher(conn), breaker),
             metrics,
+            live,
+            recorder,
             clock=clock,
         )
-        app[ENGINE] = engine
-        events_client = redis_client(settings, address, timeout_s=settings.events_timeout_ms / 1000)
-        events_conn = PipelinedConnection(address, settings.redis_connect_timeout_ms / 1000)
         writer = app[EVENT_WRITER] = EventWriter(
             events_client,
             WriteConfig(
-                half_life_s=settings.affinity_half_life_days * 86400,
-                ttl_s=settings.profile_ttl_days * 86400,
+                half_life_s=settings.affinity_half_life_s,
+                ttl_s=settings.profile_ttl_s,
                 log_maxlen=settings.log_maxlen,
                 dedupe_window_s=settings.dedupe_window_s,
-                timeout_s=settings.events_timeout_ms / 1000,
+                timeout_s=settings.events_timeout_s,
             ),
             events_conn,
         )
         app[INGESTOR] = Ingestor(writer, app[CUSTOMER_KEYS], metrics)
         try:
             catalog = await source.load()
-            engine.catalog = catalog
+            live.publish(catalog=catalog)
             metrics.catalog_info.labels(catalog.version).set(1)
         except CatalogError as exc:
             log.error("no catalog loaded, every placement falls back: %s", exc)
         try:
             model = await load_model(settings)
-            engine.model = model
+            live.publish(model=model)
             metrics.model_info.labels(
                 model.manifest.version, model.predictor.kind, schema_hash()
             ).set(1)
@@ -176,10 +180,6 @@ def create_app(
         except BundleError as exc:
             metrics.model_loaded.set(0)
             log.error("no model loaded, decisions serve defaults: %s", exc)
-        if settings.log_decisions:
-            engine.recorder = DecisionRecorder(
-                events_conn, metrics, settings.log_maxlen, settings.events_timeout_ms / 1000
-            )
         admin_client = redis_client(settings, address, timeout_s=ADMIN_TIMEOUT_S)
         app[ADMIN_REDIS] = admin_client
         app[TOKENS] = TokenStore(admin_client)
@@ -190,18 +190,16 @@ def create_app(
                 log_monitor.run(events_client, metrics, settings.log_metrics_interval_s, stop)
             ),
             asyncio.create_task(
-                propagate.follow(
-                    admin_client, engine, metrics, settings.config_poll_ms / 1000, stop
-                )
+                propagate.follow(admin_client, live, metrics, settings.config_poll_s, stop)
             ),
             asyncio.create_task(
                 model_registry.follow(
                     admin_client,
-                    engine,
+                    live,
                     metrics,
                     settings.effective_cache_dir / "bundles",
                     settings.effective_cache_dir,
-                    settings.config_poll_ms / 1000,
+                    settings.config_poll_s,
                     stop,
                 )
             ),
@@ -209,10 +207,9 @@ def create_app(
         yield
         stop.set()
         await asyncio.gather(*background)
-        if engine.recorder is not None:
-            await engine.recorder.drain()
-        if conn is not None:
-            await conn.aclose()
+        if recorder is not None:
+            await recorder.drain()
+        await conn.aclose()
         await client.aclose()
         await events_client.aclose()
         await events_conn.aclose()

@@ -324,7 +324,7 @@ def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
     label = args.label or bundle.manifest.training.get("label", "click")
     logged = unseen_by(
         logged_decisions(
-            entries, resolve, settings.affinity_half_life_days * 86400, args.attribution_s, label
+            entries, resolve, settings.affinity_half_life_s, args.attribution_s, label
         ),
         bundle.manifest.training,
     )
@@ -362,7 +362,7 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
     if settings.redis_url is None and args.from_parquet is None:
         print("persona: train needs PERSONA_REDIS_URL or --from-parquet", file=sys.stderr)
         return 2
-    half_life_s = settings.affinity_half_life_days * 86400
+    half_life_s = settings.affinity_half_life_s
     start = args.since if args.since is not None else time.time() - args.days * 86400
 
     async def stream() -> LogRows:

@@ -6,6 +6,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from service.decide.engine import DecisionEngine
+from service.decide.snapshot import Live
 from service.events.ingest import Ingestor
 from service.events.store import EventWriter
 from service.identity.cookies import CookieSigner
@@ -17,6 +18,8 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
 SIGNER = web.AppKey("signer", CookieSigner)
 ENGINE = web.AppKey("engine", DecisionEngine)
+LIVE = web.AppKey("live", Live)
+"""The live snapshot (catalog, model, shadow); only the followers publish a new one."""
 REDIS = web.AppKey("redis", aioredis.Redis)
 # admin work (tokens, configuration, registry, stats): generous timeouts, off the hot path
 ADMIN_REDIS = web.AppKey("admin_redis", aioredis.Redis)

@@ -44,7 +44,6 @@ class Settings:
     decide_deadline_ms: float = 5.0
     redis_timeout_ms: float = 3.0
     redis_connect_timeout_ms: float = 250.0
-    redis_client: str = "fast"
     breaker_failures: int = 5
     breaker_cooldown_ms: float = 100.0
     breaker_cooldown_max_ms: float = 5000.0
@@ -87,6 +86,53 @@ class Settings:
     def effective_cache_dir(self) -> Path:
         """Where compiled models are cached (``cache_dir`` or ``data_dir/cache``)."""
         return self.cache_dir if self.cache_dir is not None else self.data_dir / "cache"
+
+    # Every duration in seconds, converted here once: the rest of the code uses these.
+
+    @property
+    def decide_deadline_s(self) -> float:
+        """PERSONA_DECIDE_DEADLINE_MS in seconds."""
+        return self.decide_deadline_ms / 1000
+
+    @property
+    def redis_timeout_s(self) -> float:
+        """PERSONA_REDIS_TIMEOUT_MS in seconds."""
+        return self.redis_timeout_ms / 1000
+
+    @property
+    def redis_connect_timeout_s(self) -> float:
+        """PERSONA_REDIS_CONNECT_TIMEOUT_MS in seconds."""
+        return self.redis_connect_timeout_ms / 1000
+
+    @property
+    def breaker_cooldown_s(self) -> float:
+        """PERSONA_BREAKER_COOLDOWN_MS in seconds."""
+        return self.breaker_cooldown_ms / 1000
+
+    @property
+    def breaker_cooldown_max_s(self) -> float:
+        """PERSONA_BREAKER_COOLDOWN_MAX_MS in seconds."""
+        return self.breaker_cooldown_max_ms / 1000
+
+    @property
+    def events_timeout_s(self) -> float:
+        """PERSONA_EVENTS_TIMEOUT_MS in seconds."""
+        return self.events_timeout_ms / 1000
+
+    @property
+    def config_poll_s(self) -> float:
+        """PERSONA_CONFIG_POLL_MS in seconds."""
+        return self.config_poll_ms / 1000
+
+    @property
+    def affinity_half_life_s(self) -> float:
+        """PERSONA_AFFINITY_HALF_LIFE_DAYS in seconds."""
+        return self.affinity_half_life_days * 86400.0
+
+    @property
+    def profile_ttl_s(self) -> int:
+        """PERSONA_PROFILE_TTL_DAYS in seconds."""
+        return self.profile_ttl_days * 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,12 +284,6 @@ SPECS: tuple[Spec, ...] = (
         "PERSONA_REDIS_CONNECT_TIMEOUT_MS",
         _float_range(1, 10000),
         "Timeout for opening a Redis connection.",
-    ),
-    Spec(
-        "redis_client",
-        "PERSONA_REDIS_CLIENT",
-        _choice("fast", "redispy"),
-        "Client for the decision read: 'fast' (pipelined hiredis protocol) or 'redispy'.",
     ),
     Spec(
         "breaker_failures",

@@ -9,8 +9,9 @@ from typing import Any
 import orjson
 import redis
 
-from service.features.profile import empty_profile, encode_profile, profile_key
+from service.features.profile import empty_profile, encode_profile
 from service.settings import DEFAULT_CATALOG
+from service.store.keyspace import profile_key
 
 DAY = 86400.0
 
@@ -63,8 +64,7 @@ def catalog_without_randomness(tmp_path: Path) -> Path:
 
 def log_kinds(url: str) -> dict[str, int]:
     """How many entries of each type the event log holds, over every partition."""
-    from service.events.store import log_key
-    from service.features.profile import PARTITIONS
+    from service.store.keyspace import PARTITIONS, log_key
 
     r = redis.Redis.from_url(url)
     kinds: dict[str, int] = {}

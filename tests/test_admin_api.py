@@ -13,9 +13,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from service.admin.config import VERSIONS_KEY
-from service.admin.tokens import TOKENS_KEY, TokenStore
+from service.admin.tokens import TokenStore
 from service.settings import REPO_DIR
+from service.store.keyspace import ADMIN_TOKENS, CONFIG_VERSIONS
 from tests.conftest import SERVER
 from tests.helpers import fan_profile, store_profile
 
@@ -87,7 +87,7 @@ def test_tokens_come_from_the_cli_and_are_stored_only_as_hashes(redis_url: str) 
     )
     assert listed.stdout.strip() == "ana\tconfig:read,publish"
     r = redis.Redis.from_url(redis_url)
-    dump = b"".join(k + v for k, v in r.hgetall(TOKENS_KEY).items())
+    dump = b"".join(k + v for k, v in r.hgetall(ADMIN_TOKENS).items())
     assert plain.encode() not in dump and b"ana" in dump
     bad = subprocess.run(
         [*cmd, "create", "--name", "x", "--scope", "root"],
@@ -106,7 +106,7 @@ def test_tokens_come_from_the_cli_and_are_stored_only_as_hashes(redis_url: str) 
         env=env,
         timeout=60,
     )
-    assert revoked.returncode == 0 and r.hlen(TOKENS_KEY) == 0
+    assert revoked.returncode == 0 and r.hlen(ADMIN_TOKENS) == 0
     r.close()
 
 
@@ -185,12 +185,12 @@ async def test_invalid_changes_get_422_naming_the_problem_and_store_nothing(
     auth = await token(redis_url, "marketer", ALL)
     ok = await client.put("/v1/admin/audiences/fine", json={"device": "mobile"}, headers=auth)
     assert ok.status == 200
-    before = redis.Redis.from_url(redis_url).lrange(VERSIONS_KEY, 0, -1)
+    before = redis.Redis.from_url(redis_url).lrange(CONFIG_VERSIONS, 0, -1)
     resp = await client.put(f"/v1/admin/{path}", json=item, headers=auth)
     assert resp.status == 422
     body = await resp.json()
     assert body["error"] == "invalid_config" and words in body["message"], body["message"]
-    assert redis.Redis.from_url(redis_url).lrange(VERSIONS_KEY, 0, -1) == before
+    assert redis.Redis.from_url(redis_url).lrange(CONFIG_VERSIONS, 0, -1) == before
 
 
 async def test_history_diff_restore_and_stale_edits(client: Any, redis_url: str) -> None:
@@ -409,4 +409,4 @@ async def test_an_import_with_overlapping_ids_is_refused_and_stores_nothing(
     assert (
         f"variant {doc['variants'][0]['id']!r} is defined twice" in (await resp.json())["message"]
     )
-    assert redis.Redis.from_url(redis_url).llen(VERSIONS_KEY) == 0
+    assert redis.Redis.from_url(redis_url).llen(CONFIG_VERSIONS) == 0

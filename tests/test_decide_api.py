@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from service.events.store import ERASURE_QUEUE, consent_key
-from service.features.profile import profile_key
+from service.store.keyspace import ERASURE_QUEUE, consent_key, profile_key
 from tests.helpers import catalog_without_randomness, cookie_visitor, fan_profile, store_profile
 
 VID = "known-visitor-0000000001"

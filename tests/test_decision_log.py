@@ -13,10 +13,10 @@ import redis
 from service.catalog.loader import parse_catalog
 from service.decide.choice import choose, draws
 from service.decide.record import context_of
-from service.events.store import log_key
 from service.features.builder import rows_for_view, visitor_view
-from service.features.profile import PARTITIONS, decode_profile, partition, profile_key
-from service.keys import ENGINE
+from service.features.profile import decode_profile
+from service.keys import LIVE
+from service.store.keyspace import PARTITIONS, log_key, partition, profile_key
 from tests.helpers import catalog_without_randomness, fan_profile, store_profile
 from tests.test_train_from_log import exploring_catalog
 
@@ -65,7 +65,7 @@ async def test_rows_rebuilt_from_the_log_score_exactly_as_served(
     assert (await client.post("/v1/events", json={"events": events})).status == 202
     logged = await wait_logged(redis_url, 2)
     by_slot = {e["placement"]: e for e in logged}
-    model = client.app[ENGINE].model
+    model = client.app[LIVE].current.model
     catalog = parse_catalog(catalog_path.read_bytes())
     half_life = make_settings().affinity_half_life_days * 86400
     for slot, e in by_slot.items():

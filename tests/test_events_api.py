@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from service.events.store import ERASURE_QUEUE, consent_key, log_key
-from service.features.profile import decode_profile, partition, profile_key
+from service.features.profile import decode_profile
 from service.local_redis import LocalRedis
+from service.store.keyspace import ERASURE_QUEUE, consent_key, log_key, partition, profile_key
 from tests.helpers import catalog_without_randomness, cookie_visitor
 
 VID = "events-visitor-00000001"

@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import redis
 
-from service.events.store import log_key
-from service.features.profile import PARTITIONS, decode_profile, profile_key
+from service.features.profile import decode_profile
 from service.local_redis import LocalRedis
+from service.store.keyspace import PARTITIONS, log_key, profile_key
 
 VISITORS = [f"durable-visitor-{i:06d}" for i in range(8)]
 

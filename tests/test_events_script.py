@@ -10,16 +10,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from models import profiles as ref
-from service.events.store import (
-    EventWriter,
-    WriteConfig,
-    apply_args,
-    apply_command,
-    consent_key,
-    log_key,
-    seen_key,
-)
-from service.features.profile import decode_profile, partition, profile_key
+from service.events.store import EventWriter, WriteConfig, apply_args, apply_command
+from service.features.profile import decode_profile
+from service.store.keyspace import consent_key, log_key, partition, profile_key, seen_key
 from service.store.resp import PipelinedConnection, encode_command
 
 HALF_LIFE = 14 * 86400.0

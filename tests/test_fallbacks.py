@@ -19,8 +19,8 @@ import numpy.typing as npt
 import orjson
 import pytest
 
-from service.decide.engine import LoadedModel
-from service.keys import ENGINE
+from service.decide.snapshot import LoadedModel
+from service.keys import LIVE
 from service.local_redis import LocalRedis
 from service.settings import DEFAULT_MODEL_DIR
 from tests.helpers import catalog_without_randomness, fan_profile, store_profile
@@ -103,13 +103,11 @@ async def test_redis_killed_then_restarted(
     assert body["decisions"]["home-hero"]["variant_id"] == "hero-running"
 
 
-@pytest.mark.parametrize("client_kind", ["fast", "redispy"])
 async def test_redis_hung_times_out_then_breaker_fails_fast(
-    app_client: Any, make_settings: Any, own_redis: LocalRedis, tmp_path: Path, client_kind: str
+    app_client: Any, make_settings: Any, own_redis: LocalRedis, tmp_path: Path
 ) -> None:
     settings = make_settings(
         redis_url=own_redis.url,
-        redis_client=client_kind,
         decide_deadline_ms=20.0,
         redis_timeout_ms=10.0,
         breaker_failures=3,
@@ -187,9 +185,10 @@ class FailingPredictor:
 
 
 async def test_scoring_error(server_client: Any) -> None:
-    engine = server_client.app[ENGINE]
-    assert engine.model is not None
-    engine.model = LoadedModel(FailingPredictor(), engine.model.manifest)
+    live = server_client.app[LIVE]
+    model = live.current.model
+    assert model is not None
+    live.publish(model=LoadedModel(FailingPredictor(), model.manifest))
     assert_defaults(await post(server_client), "score_error")
 
 

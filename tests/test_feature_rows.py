@@ -8,7 +8,6 @@ served scores would drift from the model's training rows.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,11 @@ import numpy as np
 import pytest
 
 from models.simulator import REFERENCE_NOW, SimParams, make_population, make_world
-from service.catalog import model as catalog_model
 from service.catalog.loader import parse_catalog
 from service.catalog.model import Catalog, Placement
+from service.decide import snapshot
+from service.decide.decider import Inputs, predict
+from service.decide.snapshot import Live, LoadedModel, PlacementCache, Snapshot
 from service.features import builder
 from service.features.builder import row_for_view, rows_for_view, visitor_view
 from service.features.context import Context
@@ -99,55 +100,64 @@ def test_odd_profiles_give_the_reference_rows(catalog: Catalog) -> None:
 def test_unknown_visitor_rows_come_from_a_bounded_per_placement_cache(
     catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    placement = dataclasses.replace(catalog.placements["home-hero"])  # a fresh memo
+    placement = catalog.placements["home-hero"]
+    cache = PlacementCache()
     ctx = Context(device="mobile", page_type="home", hour=8, dow=1)
     empty = visitor_view(None, NOW, HALF_LIFE_S)
-    first = rows_for_view(empty, ctx, placement, NOW)
+    first = rows_for_view(empty, ctx, placement, NOW, cache.rows)
     assert first.tobytes() == _reference(None, ctx, placement)
     first[:] = math.pi  # the caller's copy: the cache is not touched
-    again = rows_for_view(empty, ctx, placement, NOW)
+    again = rows_for_view(empty, ctx, placement, NOW, cache.rows)
     assert again.tobytes() == _reference(None, ctx, placement)
-    monkeypatch.setattr(catalog_model, "MEMO_LIMIT", 8)
+    monkeypatch.setattr(snapshot, "CACHE_LIMIT", 8)
     for hour in range(24):
-        rows_for_view(empty, Context(hour=hour), placement, NOW)
-        assert len(placement.memo) <= 8
+        rows_for_view(empty, Context(hour=hour), placement, NOW, cache.rows)
+        assert len(cache.rows) <= 8
 
 
 def test_unknown_visitor_scores_are_kept_per_context_and_model(
     catalog: Catalog, tmp_path: Path
 ) -> None:
-    from service.decide.engine import DecisionEngine, LoadedModel
     from service.scoring.bundle import load_bundle
     from service.scoring.predictor import BoosterPredictor
     from service.settings import DEFAULT_MODEL_DIR
     from tests.test_model_registry import tiny_bundle
 
-    placement = dataclasses.replace(catalog.placements["home-hero"])
+    placement = catalog.placements["home-hero"]
     models = []
     for folder in (DEFAULT_MODEL_DIR, tiny_bundle(tmp_path, "tiny-anon")):
         bundle = load_bundle(folder)
         models.append(LoadedModel(BoosterPredictor(bundle.model_file), bundle.manifest))
     default, tiny = models
+    live = Live()
+    live.publish(catalog=catalog, model=default)
+    first_snapshot = live.current
     home = Context(device="mobile", page_type="home", hour=9, dow=1)
     listing = Context(device="desktop", page_type="category", category="running", hour=21)
     empty = visitor_view(None, NOW, HALF_LIFE_S)
 
-    def scores(model: LoadedModel, ctx: Context, view: builder.VisitorView = empty) -> Any:
-        rows = rows_for_view(view, ctx, placement, NOW)
-        return DecisionEngine._predict(model, placement, view, ctx, rows), rows
+    def scores(snap: Snapshot, ctx: Context, view: builder.VisitorView = empty) -> Any:
+        cache = snap.cache(placement.name)
+        rows = rows_for_view(view, ctx, placement, NOW, cache.rows)
+        inputs = Inputs(view, dict, ctx, None, NOW, "seed")
+        return predict(snap, placement, inputs, rows), rows
 
-    first, rows = scores(default, home)
+    first, rows = scores(first_snapshot, home)
     assert first.tobytes() == default.predictor.predict(rows).tobytes()
-    assert scores(default, home)[0] is first  # kept, not scored again
-    other, rows = scores(tiny, home)  # another model: its own scores
+    assert scores(first_snapshot, home)[0] is first  # kept, not scored again
+    live.publish(model=tiny)  # another model: a new snapshot, its own scores, the same rows
+    assert live.current.cache(placement.name).rows is first_snapshot.cache(placement.name).rows
+    other, rows = scores(live.current, home)
     assert other.tobytes() == tiny.predictor.predict(rows).tobytes()
     assert other.tobytes() != first.tobytes()
-    elsewhere, rows = scores(default, listing)  # another context: its own scores
+    elsewhere, rows = scores(first_snapshot, listing)  # another context: its own scores
     assert elsewhere.tobytes() == default.predictor.predict(rows).tobytes()
     assert elsewhere.tobytes() != first.tobytes()
-    kept = dict(placement.memo)
+    kept = len(first_snapshot.cache(placement.name).scores)
     fan = visitor_view({"cat": {"running": [5.0, NOW]}, "views": 3}, NOW, HALF_LIFE_S)
-    known, rows = scores(default, home, fan)  # a known visitor is always scored
+    known, rows = scores(first_snapshot, home, fan)  # a known visitor is always scored
     assert known.tobytes() == default.predictor.predict(rows).tobytes()
     assert known.tobytes() != first.tobytes()
-    assert placement.memo.keys() == kept.keys()  # and nothing of theirs is kept
+    assert len(first_snapshot.cache(placement.name).scores) == kept  # nothing of theirs kept
+    live.publish(catalog=parse_catalog(DEFAULT_CATALOG.read_bytes()))  # a new catalog
+    assert live.current.cache(placement.name).rows is not first_snapshot.cache(placement.name).rows

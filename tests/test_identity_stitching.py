@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 
-from service.features.profile import decode_profile, profile_key
+from service.features.profile import decode_profile
 from service.identity.customer import CustomerKeys
+from service.store.keyspace import profile_key
 from tests.conftest import SITE_SECRET
 from tests.helpers import catalog_without_randomness, cookie_visitor
 

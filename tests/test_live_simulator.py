@@ -15,8 +15,8 @@ import redis
 
 from models.live import Simulation
 from service.features.context import Context
-from service.features.profile import profile_key
 from service.settings import REPO_DIR
+from service.store.keyspace import profile_key
 from tests.conftest import API_KEY, SITE_SECRET
 from tests.helpers import wait_for_log
 

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import redis
 
-from service.features.profile import profile_key
 from service.local_redis import LocalRedis, free_port
 from service.store.address import parse_redis_url
-from tests.helpers import fan_profile, store_profile
+from service.store.keyspace import profile_key
+from tests.helpers import catalog_without_randomness, fan_profile, store_profile
 
 VID = "url-visitor-0000000000001"
 PASSWORD = "s3cret-pass-word"
@@ -113,10 +113,12 @@ def tls_server(tmp_path: Path, tls: Tls) -> Iterator[tuple[LocalRedis, int]]:
     server.stop()
 
 
-async def personalized_and_stored(app_client: Any, make_settings: Any, url: str) -> None:
+async def personalized_and_stored(
+    app_client: Any, make_settings: Any, url: str, catalog: Path
+) -> None:
     """Decide for a stored visitor (pipelined read), post events (pipelined scripts and
     redis-py), read readiness (redis-py): all through ``url``."""
-    client = await app_client(make_settings(redis_url=url), server=True)
+    client = await app_client(make_settings(redis_url=url, catalog_path=catalog), server=True)
     ready = await client.get("/readyz")
     assert ready.status == 200, await ready.text()
     decision = (await (await client.post("/v1/decide", json=HERO)).json())["decisions"]
@@ -148,7 +150,7 @@ def test_the_url_is_parsed_whole_and_refused_when_wrong() -> None:
 
 
 async def test_password_acl_user_and_database_reach_every_client(
-    app_client: Any, make_settings: Any, secured: LocalRedis
+    app_client: Any, make_settings: Any, secured: LocalRedis, tmp_path: Path
 ) -> None:
     for url, db in (
         (f"redis://:{PASSWORD}@127.0.0.1:{secured.port}/0", 0),
@@ -157,7 +159,9 @@ async def test_password_acl_user_and_database_reach_every_client(
         store_profile(
             f"redis://:{PASSWORD}@127.0.0.1:{secured.port}/{db}", VID, fan_profile("climbing")
         )
-        await personalized_and_stored(app_client, make_settings, url)
+        await personalized_and_stored(
+            app_client, make_settings, url, catalog_without_randomness(tmp_path)
+        )
         admin = redis.Redis(port=secured.port, password=PASSWORD, db=db)
         assert admin.exists("persona:erasure:pending") == 0
         linked = admin.get(profile_key(VID))
@@ -188,7 +192,11 @@ async def test_a_wrong_password_falls_back_and_leaks_no_connection(
 
 
 async def test_tls_with_a_ca_and_a_client_certificate(
-    app_client: Any, make_settings: Any, tls_server: tuple[LocalRedis, int], tls: Tls
+    app_client: Any,
+    make_settings: Any,
+    tls_server: tuple[LocalRedis, int],
+    tls: Tls,
+    tmp_path: Path,
 ) -> None:
     server, tls_port = tls_server
     store_profile(server.url, VID, fan_profile("climbing"))
@@ -196,7 +204,8 @@ async def test_tls_with_a_ca_and_a_client_certificate(
     with_client_cert = (
         f"{base}?ssl_ca_certs={tls.ca}&ssl_certfile={tls.client_cert}&ssl_keyfile={tls.client_key}"
     )
-    await personalized_and_stored(app_client, make_settings, with_client_cert)
+    catalog = catalog_without_randomness(tmp_path)
+    await personalized_and_stored(app_client, make_settings, with_client_cert, catalog)
     plain = redis.Redis(port=server.port)
     before = {k: plain.dump(k) for k in plain.scan_iter("persona:{p*")}
     # a server whose certificate another CA signed is refused: verification is on

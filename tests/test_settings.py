@@ -44,7 +44,7 @@ def test_overrides_win_over_environment() -> None:
         ({"PERSONA_REDIS_URL": "localhost:6379"}, "PERSONA_REDIS_URL"),
         ({"PERSONA_COOKIE_SECRETS": "short"}, "PERSONA_COOKIE_SECRETS"),
         ({"PERSONA_CORS_ORIGINS": "*"}, "PERSONA_CORS_ORIGINS"),
-        ({"PERSONA_REDIS_CLIENT": "jedis"}, "PERSONA_REDIS_CLIENT"),
+        ({"PERSONA_REDIS_URL": "rediss://h/0?ssl_ca=/x"}, "PERSONA_REDIS_URL"),
         ({"PERSONA_UVLOOP": "maybe"}, "PERSONA_UVLOOP"),
         ({"PERSONA_DECIDE_DEADLINE_MS": "0"}, "PERSONA_DECIDE_DEADLINE_MS"),
         (

@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from service.events.store import ERASURE_QUEUE, consent_key
-from service.features.profile import decode_profile, profile_key
+from service.features.profile import decode_profile
 from service.identity.customer import CustomerKeys
+from service.store.keyspace import ERASURE_QUEUE, consent_key, profile_key
 from tests.conftest import SITE_SECRET
 from tests.helpers import cookie_visitor, fan_profile, store_profile
 

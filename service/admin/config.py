@@ -22,10 +22,8 @@ import redis.asyncio as aioredis
 from service.admin.documents import DocumentRefused, check_nesting
 from service.catalog.loader import CatalogDoc, CatalogError, parse_catalog
 from service.catalog.model import Catalog
+from service.store.keyspace import CONFIG_CHANNEL, CONFIG_LIVE, CONFIG_VERSIONS
 
-VERSIONS_KEY = "persona:config:versions"
-LIVE_KEY = "persona:config:live"
-CHANNEL = "persona:config:published"
 MAX_CONTENT_BYTES = 16 * 1024
 MAX_VERSION = 1_000_000_000
 """Version numbers beyond this cannot exist (and never reach Redis as an index)."""
@@ -131,28 +129,28 @@ class ConfigStore:
 
     async def count(self) -> int:
         """How many versions exist."""
-        return int(await self.client.llen(VERSIONS_KEY))
+        return int(await self.client.llen(CONFIG_VERSIONS))
 
     async def get(self, number: int) -> Version:
         """Version ``number``; :class:`ConfigError` when there is none."""
         in_range = 1 <= number <= MAX_VERSION
-        raw = await self.client.lindex(VERSIONS_KEY, number - 1) if in_range else None
+        raw = await self.client.lindex(CONFIG_VERSIONS, number - 1) if in_range else None
         if raw is None:
             raise NoSuchVersion(f"there is no version {number}")
         return _version(raw)
 
     async def draft(self) -> Version | None:
         """The newest version, or ``None`` before the first change."""
-        raw = await self.client.lindex(VERSIONS_KEY, -1)
+        raw = await self.client.lindex(CONFIG_VERSIONS, -1)
         return None if raw is None else _version(raw)
 
     async def history(self) -> list[Version]:
         """Every version, oldest first."""
-        return [_version(raw) for raw in await self.client.lrange(VERSIONS_KEY, 0, -1)]
+        return [_version(raw) for raw in await self.client.lrange(CONFIG_VERSIONS, 0, -1)]
 
     async def live(self) -> int | None:
         """The published version's number."""
-        raw = await self.client.get(LIVE_KEY)
+        raw = await self.client.get(CONFIG_LIVE)
         return int(raw) if raw is not None else None
 
     async def save(
@@ -166,8 +164,8 @@ class ConfigStore:
         """
         normalized, _ = validate(doc)
         async with self.client.pipeline(transaction=True) as pipe:
-            await pipe.watch(VERSIONS_KEY)
-            head_raw = await pipe.lindex(VERSIONS_KEY, -1)
+            await pipe.watch(CONFIG_VERSIONS)
+            head_raw = await pipe.lindex(CONFIG_VERSIONS, -1)
             head = None if head_raw is None else _version(head_raw)
             number = (head.number if head else 0) + 1
             if expected is not None and expected != number - 1:
@@ -183,7 +181,7 @@ class ConfigStore:
                 changes(head.doc if head else None, normalized),
             )
             pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.rpush(VERSIONS_KEY, orjson.dumps(_record(version)))
+            pipe.rpush(CONFIG_VERSIONS, orjson.dumps(_record(version)))
             await pipe.execute()
         return version
 
@@ -192,8 +190,8 @@ class ConfigStore:
         version = await self.get(number)
         validate(version.doc)  # stored versions are valid; a changed schema might not be
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(LIVE_KEY, number)
-            pipe.publish(CHANNEL, number)
+            pipe.set(CONFIG_LIVE, number)
+            pipe.publish(CONFIG_CHANNEL, number)
             await pipe.execute()
         return version
 

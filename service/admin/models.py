@@ -22,7 +22,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from service.decide.engine import DecisionEngine, LoadedModel
+from service.decide.snapshot import Live, LoadedModel
 from service.features.schema import schema_hash
 from service.metrics import Metrics
 from service.scoring.bundle import (
@@ -33,12 +33,13 @@ from service.scoring.bundle import (
     load_bundle,
 )
 from service.scoring.predictor import BoosterPredictor, load_predictor
-
-BUNDLES_KEY = "persona:models:bundles"
-TEXT_KEY = "persona:models:text:%s"
-ACTIVE_KEY = "persona:models:active"
-HISTORY_KEY = "persona:models:activations"
-SHADOW_KEY = "persona:models:shadow"
+from service.store.keyspace import (
+    MODEL_ACTIVATIONS,
+    MODEL_ACTIVE,
+    MODEL_BUNDLES,
+    MODEL_SHADOW,
+    model_text_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +61,17 @@ class ModelRegistry:
     async def register(self, bundle: Bundle, by: str) -> None:
         """Store a verified bundle under its manifest's version."""
         version = bundle.manifest.version
-        if await self.client.hexists(BUNDLES_KEY, version):
+        if await self.client.hexists(MODEL_BUNDLES, version):
             raise ModelError(f"a model {version!r} is registered already")
         record = {"manifest": bundle.manifest.to_json(), "registered": time.time(), "by": by}
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(TEXT_KEY % version, bundle.model_file.read_bytes())
-            pipe.hset(BUNDLES_KEY, version, orjson.dumps(record))
+            pipe.set(model_text_key(version), bundle.model_file.read_bytes())
+            pipe.hset(MODEL_BUNDLES, version, orjson.dumps(record))
             await pipe.execute()
 
     async def list(self) -> list[dict[str, Any]]:
         """Every registered model (manifest without the feature list), newest first."""
-        raw: dict[Any, Any] = await self.client.hgetall(BUNDLES_KEY)
+        raw: dict[Any, Any] = await self.client.hgetall(MODEL_BUNDLES)
         active = await self.active()
         out = []
         for value in raw.values():
@@ -92,13 +93,13 @@ class ModelRegistry:
 
     async def active(self) -> str | None:
         """The active version, or ``None`` (the service's bundled model serves)."""
-        raw = await self.client.get(ACTIVE_KEY)
+        raw = await self.client.get(MODEL_ACTIVE)
         return None if raw is None else (raw.decode() if isinstance(raw, bytes) else str(raw))
 
     async def materialize(self, version: str, root: Path) -> Bundle:
         """Write ``version`` under ``root`` and load it as a verified bundle."""
-        raw = await self.client.hget(BUNDLES_KEY, version)
-        text = await self.client.get(TEXT_KEY % version)
+        raw = await self.client.hget(MODEL_BUNDLES, version)
+        text = await self.client.get(model_text_key(version))
         if raw is None or text is None:
             raise UnknownModel(f"no model {version!r} is registered")
         folder = root / version
@@ -117,30 +118,30 @@ class ModelRegistry:
         if bundle.manifest.schema_hash != schema_hash():
             raise ModelError(f"model {version!r} was trained on another feature schema")
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(ACTIVE_KEY, version)
-            pipe.rpush(HISTORY_KEY, version)
+            pipe.set(MODEL_ACTIVE, version)
+            pipe.rpush(MODEL_ACTIVATIONS, version)
             await pipe.execute()
         return bundle
 
     async def shadow(self) -> str | None:
         """The version scored in shadow, or ``None``."""
-        raw = await self.client.get(SHADOW_KEY)
+        raw = await self.client.get(MODEL_SHADOW)
         return None if raw is None else (raw.decode() if isinstance(raw, bytes) else str(raw))
 
     async def set_shadow(self, version: str | None, root: Path) -> Bundle | None:
         """Score ``version`` in shadow on live traffic (logged, never shown); ``None`` stops."""
         if version is None:
-            await self.client.delete(SHADOW_KEY)
+            await self.client.delete(MODEL_SHADOW)
             return None
         bundle = await self.materialize(version, root)
         if bundle.manifest.schema_hash != schema_hash():
             raise ModelError(f"model {version!r} was trained on another feature schema")
-        await self.client.set(SHADOW_KEY, version)
+        await self.client.set(MODEL_SHADOW, version)
         return bundle
 
     async def rollback(self, root: Path) -> Bundle:
         """Re-activate the model active before the current one."""
-        raw: list[Any] = await self.client.lrange(HISTORY_KEY, 0, -1)
+        raw: list[Any] = await self.client.lrange(MODEL_ACTIVATIONS, 0, -1)
         history = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]
         current = await self.active()
         earlier = [v for v in history if v != current]
@@ -151,7 +152,7 @@ class ModelRegistry:
 
 async def follow(
     client: aioredis.Redis,
-    engine: DecisionEngine,
+    live: Live,
     metrics: Metrics,
     root: Path,
     cache_dir: Path,
@@ -169,12 +170,12 @@ async def follow(
             if version is not None and version != current:
                 bundle = await registry.materialize(version, root)
                 booster = await loop.run_in_executor(None, BoosterPredictor, bundle.model_file)
-                _swap(engine, metrics, LoadedModel(booster, bundle.manifest))
+                _swap(live, metrics, LoadedModel(booster, bundle.manifest))
                 current = version
                 log.info("model %s is active (compiling the fast path)", version)
                 compiled = await loop.run_in_executor(None, load_predictor, bundle, cache_dir)
                 if current == version:
-                    _swap(engine, metrics, LoadedModel(compiled, bundle.manifest))
+                    _swap(live, metrics, LoadedModel(compiled, bundle.manifest))
         except (RedisError, OSError) as exc:
             log.debug("cannot read the active model, keeping the current one: %s", exc)
         except ModelError as exc:
@@ -183,11 +184,14 @@ async def follow(
         try:
             wanted = await registry.shadow()
             if wanted is None:
-                engine.shadow, shadow_current = None, None
+                if live.current.shadow is not None:
+                    live.publish(shadow=None)
+                shadow_current = None
             elif wanted != shadow_current:
                 bundle = await registry.materialize(wanted, root)
                 predictor = await loop.run_in_executor(None, load_predictor, bundle, cache_dir)
-                engine.shadow, shadow_current = LoadedModel(predictor, bundle.manifest), wanted
+                live.publish(shadow=LoadedModel(predictor, bundle.manifest))
+                shadow_current = wanted
                 log.info("model %s is scored in shadow", wanted)
         except (RedisError, OSError, ModelError) as exc:
             log.debug("shadow model unchanged: %s", exc)
@@ -195,9 +199,9 @@ async def follow(
             await asyncio.wait_for(stop.wait(), interval_s)
 
 
-def _swap(engine: DecisionEngine, metrics: Metrics, model: LoadedModel) -> None:
-    previous = engine.model
-    engine.model = model  # one assignment: a decision uses the old model or the new one
+def _swap(live: Live, metrics: Metrics, model: LoadedModel) -> None:
+    previous = live.current.model
+    live.publish(model=model)  # one object: a decision uses the old model or the new one
     if previous is not None:
         metrics.model_info.labels(
             previous.manifest.version, previous.predictor.kind, schema_hash()

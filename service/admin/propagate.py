@@ -2,7 +2,7 @@
 
 A publish sets one Redis key; each process reads it every
 ``PERSONA_CONFIG_POLL_MS`` and, when it moved, loads and compiles that version
-and swaps it into the engine as one object (a decision sees the old or the new
+and publishes it in the live snapshot (a decision sees the old or the new
 configuration, never a mix). Polling rather than pub/sub: a missed message
 cannot strand a process on an old version, and a process that cannot reach
 Redis simply keeps serving its last good configuration.
@@ -17,17 +17,18 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from service.admin.config import LIVE_KEY, RedisCatalogSource
+from service.admin.config import RedisCatalogSource
 from service.catalog.loader import CatalogError
-from service.decide.engine import DecisionEngine
+from service.decide.snapshot import Live
 from service.metrics import Metrics
+from service.store.keyspace import CONFIG_LIVE
 
 log = logging.getLogger(__name__)
 
 
 async def follow(
     client: aioredis.Redis,
-    engine: DecisionEngine,
+    live: Live,
     metrics: Metrics,
     interval_s: float,
     stop: asyncio.Event,
@@ -37,20 +38,20 @@ async def follow(
     current: bytes | str | None = None
     while not stop.is_set():
         try:
-            live = await client.get(LIVE_KEY)
-            if live is not None and live != current:
+            pointer = await client.get(CONFIG_LIVE)
+            if pointer is not None and pointer != current:
                 catalog = await source.load()
-                previous = engine.catalog
-                engine.catalog = catalog
+                previous = live.current.catalog
+                live.publish(catalog=catalog)
                 if previous is not None:
                     metrics.catalog_info.labels(previous.version).set(0)
                 metrics.catalog_info.labels(catalog.version).set(1)
-                current = live
+                current = pointer
                 log.info("configuration %s is live", catalog.version)
         except (RedisError, OSError) as exc:
             log.debug("cannot read the live configuration, keeping the current one: %s", exc)
         except CatalogError as exc:
             log.error("published configuration refused, keeping the current one: %s", exc)
-            current = live
+            current = pointer
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)

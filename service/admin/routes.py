@@ -33,10 +33,11 @@ from service.admin.models import ModelError, ModelRegistry, UnknownModel
 from service.admin.preview import PREVIEW_DECODER, preview
 from service.admin.stats import variant_counts
 from service.errors import ApiError
-from service.features.profile import decode_profile, profile_key
+from service.features.profile import decode_profile
 from service.http.body import read_body
 from service.http.decide import context_from
-from service.keys import ADMIN_REDIS, ENGINE, SETTINGS
+from service.keys import ADMIN_REDIS, ENGINE, LIVE, SETTINGS
+from service.store.keyspace import follow_alias
 
 SECTIONS = {"placements": "name", "variants": "id"}
 
@@ -276,14 +277,11 @@ async def publish(request: web.Request) -> web.Response:
 
 
 async def _stored_profile(request: web.Request, visitor_id: str) -> dict[str, Any] | None:
-    """The visitor's profile (following a link to a customer profile)."""
-    raw: Any = await request.app[ADMIN_REDIS].get(profile_key(visitor_id))
+    """The visitor's profile (following a device's link to its customer profile)."""
+    client = request.app[ADMIN_REDIS]
+    _, raw = await follow_alias(visitor_id, client.get)
     profile = decode_profile(raw)
-    alias = profile.get("alias") if profile is not None else None
-    if isinstance(alias, str):
-        linked: Any = await request.app[ADMIN_REDIS].get(profile_key(alias))
-        profile = decode_profile(linked)
-    return profile
+    return None if profile is None or "alias" in profile else profile
 
 
 @require("config:read")
@@ -323,10 +321,13 @@ async def post_preview(request: web.Request) -> web.Response:
             catalog,
             body.placement,
             profile,
+            body.visitor_id,
             context_from(body.context, request.headers.get("User-Agent", ""), now),
-            request.app[ENGINE].model,
+            request.app[LIVE].current.model,
             now,
-            settings.affinity_half_life_days * 86400,
+            settings.affinity_half_life_s,
+            settings.holdout_seed,
+            body.decision_id or request.app[ENGINE].new_decision_id(now),
         )
     except KeyError:
         raise ApiError(

@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-TOKENS_KEY = "persona:admin:tokens"
+from service.store.keyspace import ADMIN_TOKENS
+
 PREFIX = "pst_"
 SCOPES = ("config:read", "config:write", "publish", "models", "privacy")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
@@ -66,12 +67,12 @@ class TokenStore:
             raise TokenError(f"a token named {name!r} exists; revoke it first")
         token = PREFIX + secrets.token_urlsafe(32)
         record = {"name": name, "scopes": sorted(set(scopes)), "created": time.time()}
-        await self.client.hset(TOKENS_KEY, digest(token), orjson.dumps(record))
+        await self.client.hset(ADMIN_TOKENS, digest(token), orjson.dumps(record))
         return token
 
     async def list(self) -> list[Principal]:
         """Every token's name and scopes (never the token)."""
-        raw: dict[Any, Any] = await self.client.hgetall(TOKENS_KEY)
+        raw: dict[Any, Any] = await self.client.hgetall(ADMIN_TOKENS)
         return sorted(
             (_principal(_text(k), orjson.loads(v)) for k, v in raw.items()),
             key=lambda p: p.name,
@@ -81,7 +82,7 @@ class TokenStore:
         """Delete the token named ``name``; whether there was one."""
         for p in await self.list():
             if p.name == name:
-                return bool(await self.client.hdel(TOKENS_KEY, p.digest))
+                return bool(await self.client.hdel(ADMIN_TOKENS, p.digest))
         return False
 
     async def verify(self, token: str) -> Principal | None:
@@ -89,7 +90,7 @@ class TokenStore:
         if not _TOKEN_RE.match(token):
             return None
         wanted = digest(token)
-        raw = await self.client.hget(TOKENS_KEY, wanted)
+        raw = await self.client.hget(ADMIN_TOKENS, wanted)
         if raw is None:
             return None
         # the lookup found the field by its name; compare anyway, in constant time

@@ -40,10 +40,6 @@ class Variant:
         return self.rule is not None or self.start is not None or self.end is not None
 
 
-MEMO_LIMIT = 4096
-"""Entries a placement's memo holds (a few per request context) before starting over."""
-
-
 @dataclass(frozen=True, slots=True)
 class Placement:
     """A slot on a page: its candidate variants, default, and policy shares."""
@@ -63,21 +59,12 @@ class Placement:
     filtered: bool = field(init=False)
     """Whether any variant can be excluded; computed once, so that a request for a
     slot without caps, rules, schedules or paused variants skips eligibility."""
-    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
-    """Caches of the decision path that depend only on this placement and the request
-    context (rows and scores for unknown visitors); they go with the placement."""
 
     def __post_init__(self) -> None:
         filtered = self.frequency_cap is not None or any(
             v.paused or v.conditional or v.frequency_cap is not None for v in self.variants
         )
         object.__setattr__(self, "filtered", filtered)
-
-    def remember(self, key: Any, value: Any) -> None:
-        """Keep ``value`` in :attr:`memo` (which starts over once it holds MEMO_LIMIT)."""
-        if len(self.memo) >= MEMO_LIMIT:
-            self.memo.clear()
-        self.memo[key] = value
 
     @property
     def paused(self) -> bool:

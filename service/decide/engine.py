@@ -1,8 +1,11 @@
-"""The decision core: identify → one Redis read → features → score → choose.
+"""The decision core: one Redis read → features → score → choose, within the deadline.
 
 Transport-neutral: the HTTP handlers parse and serialize, this module decides.
-Every failure on the way becomes the slot's default with a ``fallback``
-reason; nothing here raises to the caller.
+It reads the live snapshot once per request, the person's profile once (the
+only I/O), then decides each placement with :func:`decide_placement`. Every
+failure on the way becomes the slot's default with a ``fallback`` reason, and
+a request that runs past ``PERSONA_DECIDE_DEADLINE_MS`` gets the default for
+what is left (``fallback: "deadline"``); nothing here raises to the caller.
 """
 
 from __future__ import annotations
@@ -20,23 +23,23 @@ from typing import Any
 import numpy as np
 
 from service.audiences.facts import facts_for
-from service.catalog.model import Catalog, Placement
-from service.decide.choice import choose, draws, in_holdout
-from service.decide.eligibility import Facts, eligible
+from service.catalog.model import Catalog
+from service.decide.decider import Inputs, decide_placement, default_decision, unknown_decision
+from service.decide.eligibility import Facts
 from service.decide.record import DecisionRecorder, entry
+from service.decide.snapshot import Live, Snapshot
 from service.decide.types import DecideRequest, Decision, StageTimes
-from service.features.builder import EMPTY_VIEW, VisitorView, rows_for_view, visitor_view
+from service.features.builder import VisitorView, visitor_view
 from service.features.context import Context
-from service.features.profile import Profile, decode_profile
+from service.features.profile import decode_profile
 from service.metrics import Metrics
-from service.scoring.bundle import Manifest
-from service.scoring.predictor import Predictor
 from service.store.errors import StoreError
 from service.store.profiles import ProfileStore
 
 log = logging.getLogger(__name__)
 
 SCORING_RESERVE_S = 0.0005
+"""Time kept back from the Redis read for features and scoring."""
 
 
 def _entries(
@@ -51,14 +54,6 @@ def _entries(
 
 
 @dataclass(frozen=True, slots=True)
-class LoadedModel:
-    """A model ready to score, with its manifest."""
-
-    predictor: Predictor
-    manifest: Manifest
-
-
-@dataclass(frozen=True, slots=True)
 class EngineConfig:
     """The engine's knobs, taken from the settings."""
 
@@ -69,193 +64,125 @@ class EngineConfig:
 
 
 class DecisionEngine:
-    """Makes decisions against the current catalog and model (both swappable)."""
+    """Makes decisions against the live snapshot."""
 
     def __init__(
         self,
         config: EngineConfig,
         store: ProfileStore,
         metrics: Metrics,
+        live: Live,
+        recorder: DecisionRecorder | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
-        self.config = config
-        self.store = store
-        self.metrics = metrics
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self.catalog: Catalog | None = None
-        self.recorder: DecisionRecorder | None = None
-        self.shadow: LoadedModel | None = None
-        self.model: LoadedModel | None = None
+        self._config = config
+        self._store = store
+        self._metrics = metrics
+        self._live = live
+        self._recorder = recorder
+        self._clock = clock
+        self._rng = rng or random.Random()
 
     def new_decision_id(self, now: float) -> str:
         """A time-ordered, unique decision id (27 hex characters)."""
-        return f"{int(now * 1000):011x}{self.rng.getrandbits(64):016x}"
+        return f"{int(now * 1000):011x}{self._rng.getrandbits(64):016x}"
 
     async def _read_profile(
         self, visitor_id: str, started: float
-    ) -> tuple[Profile | None, bytes | None, str | None, float]:
+    ) -> tuple[Any, bytes | None, str | None, float]:
         """The profile, its stored bytes (when it decoded), a fallback reason, the time."""
-        remaining = self.config.deadline_s - (perf_counter() - started) - SCORING_RESERVE_S
-        timeout = max(min(self.config.redis_timeout_s, remaining), 0.0001)
+        cfg = self._config
         t = perf_counter()
+        deadline = min(t + cfg.redis_timeout_s, started + cfg.deadline_s - SCORING_RESERVE_S)
         try:
-            raw = await self.store.read(visitor_id, timeout)
+            raw = await self._store.read(visitor_id, max(deadline, t + 0.0001))
         except StoreError as exc:
-            self.metrics.redis_errors.labels(exc.reason).inc()
+            self._metrics.redis_errors.labels(exc.reason).inc()
             return None, None, exc.reason, perf_counter() - t
         profile = decode_profile(raw)
-        if profile is None:
-            if raw is not None:
-                self.metrics.profile_decode_errors.inc()
+        if profile is None or "alias" in profile:
+            if raw is not None and profile is None:
+                self._metrics.profile_decode_errors.inc()
             return None, None, None, perf_counter() - t
-        alias = profile.get("alias")
-        if isinstance(alias, str):
-            # an id linked to a customer (a device whose cookie predates the login)
-            return await self._read_profile(alias, started)
         return profile, raw, None, perf_counter() - t
 
-    async def decide(self, req: DecideRequest, started: float) -> tuple[list[Decision], StageTimes]:
-        """Decide every requested placement; never raises."""
-        now = self.clock()
-        catalog, model = self.catalog, self.model
-        wanted = [
-            catalog.placements[p]
-            for p in req.placements
-            if catalog is not None and p in catalog.placements
-        ]
-        profile: Profile | None = None
-        stored: bytes | None = None
-        reason: str | None = None
+    async def decide(
+        self, req: DecideRequest, started: float, explain: bool = False
+    ) -> tuple[list[Decision], StageTimes]:
+        """Decide every requested placement within the deadline; never raises.
+
+        ``started`` is when the request's service time began (``perf_counter``).
+        With ``explain`` each decision carries why it came out as it did.
+        """
+        now = self._clock()
+        snap = self._live.current
+        catalog = snap.catalog
+        wanted = catalog is not None and any(p in catalog.placements for p in req.placements)
+        profile = stored = reason = None
         redis_s = 0.0
         if wanted and req.identity.known and req.identity.visitor_id is not None:
             profile, stored, reason, redis_s = await self._read_profile(
                 req.identity.visitor_id, started
             )
-        if reason is None and model is None:
-            reason = "no_model"
+        vid = req.identity.visitor_id
         view: VisitorView | None = None
         facts: Callable[[], Facts] = dict
         features_s = score_s = 0.0
         decisions: list[Decision] = []
+        deadline = started + self._config.deadline_s
         for name in req.placements:
+            decision_id = self.new_decision_id(now)
             placement = catalog.placements.get(name) if catalog is not None else None
             if placement is None:
                 why = "unknown_placement" if catalog is not None else "no_catalog"
-                decisions.append(self.unknown_decision(name, why, now))
+                decisions.append(self._counted(unknown_decision(name, why, decision_id)))
                 continue
-            if placement.paused or reason is not None:
-                paused_or = placement.status if placement.paused else reason
-                decisions.append(
-                    self.default_decision(placement, "fallback", paused_or, now, model)
-                )
+            if perf_counter() >= deadline:
+                late = default_decision(placement, "fallback", "deadline", decision_id, snap.model)
+                decisions.append(self._counted(late))
                 continue
-            assert model is not None
-            vid = req.identity.visitor_id
-            held_out = (
-                in_holdout(self.config.holdout_seed, vid, name, placement.holdout_share)
-                if vid is not None
-                else self.rng.random() < placement.holdout_share
-            )
-            if held_out:
-                decisions.append(self.default_decision(placement, "holdout", None, now, model))
-                continue
-            t0 = perf_counter()
             if view is None:
-                view = visitor_view(profile, now, self.config.half_life_s)
-                facts = self._facts(view, req)  # shared by the request's slots
-            rows = rows_for_view(view, req.context, placement, now)
-            t1 = perf_counter()
-            try:
-                scores = self._predict(model, placement, view, req.context, rows)
-            except Exception:
-                log.exception("scoring failed for placement %s", name)
-                decisions.append(
-                    self.default_decision(placement, "fallback", "score_error", now, model)
-                )
-                continue
-            t2 = perf_counter()
-            features_s += t1 - t0
-            score_s += t2 - t1
-            keep, capped = eligible(placement, view.var, facts, now)
-            decision = self._scored(placement, scores, keep, capped, req.include_scores, now, model)
-            shadow = self.shadow
-            if shadow is not None and self.recorder is not None and req.identity.visitor_id:
-                decision = self._with_shadow(decision, shadow, rows, keep)
-            decisions.append(decision)
-        vid = req.identity.visitor_id
-        if self.recorder is not None and vid is not None and catalog is not None:
-            self.recorder.record(
+                view = visitor_view(profile, now, self._config.half_life_s)
+                facts = _facts_once(view, req.context)  # shared by the request's slots
+            inputs = Inputs(
+                view=view,
+                facts=facts,
+                context=req.context,
+                visitor_id=req.identity.visitor_id,
+                now=now,
+                holdout_seed=self._config.holdout_seed,
+                failure=reason,
+                include_scores=req.include_scores,
+                explain=explain,
+            )
+            outcome = decide_placement(snap, placement, inputs, decision_id, self._rng.random())
+            features_s += outcome.features_s
+            score_s += outcome.score_s
+            decision = outcome.decision
+            if snap.shadow is not None and self._recorder is not None and vid and outcome.keep:
+                decision = self._with_shadow(decision, snap, outcome.rows, outcome.keep)
+            decisions.append(self._counted(decision))
+        if self._recorder is not None and vid is not None and catalog is not None:
+            self._recorder.record(
                 vid, partial(_entries, decisions, req.context, stored, now, catalog)
             )
         return decisions, StageTimes(redis=redis_s, features=features_s, score=score_s)
 
-    @staticmethod
-    def _predict(
-        model: LoadedModel, placement: Placement, view: VisitorView, ctx: Context, rows: Any
-    ) -> Any:
-        """The model's scores of ``rows``; for an unknown visitor they depend only on
-        the placement, the context and the model, so they are kept on the placement."""
-        if view is not EMPTY_VIEW:
-            return model.predictor.predict(rows)
-        key = ("scores", ctx, model.predictor)
-        scores = placement.memo.get(key)
-        if scores is None:
-            scores = model.predictor.predict(rows)
-            scores.setflags(write=False)
-            placement.remember(key, scores)
-        return scores
-
-    def _scored(
-        self,
-        placement: Placement,
-        scores: object,
-        keep: list[int],
-        capped: list[tuple[str, str]],
-        include_scores: bool,
-        now: float,
-        model: LoadedModel,
-    ) -> Decision:
-        values = np.asarray(scores, dtype=np.float64)
-        if capped:
-            values = values[keep]
-        decision_id = self.new_decision_id(now)
-        choice = choose(values, placement.explore_share, *draws(decision_id))
-        variant = placement.variants[keep[choice.index]]
-        self.metrics.decision(placement.name, choice.policy).inc()
-        ranked = None
-        order = None
-        if include_scores or placement.count > 1:
-            order = np.argsort(-values, kind="stable")
-        if include_scores and order is not None:
-            ranked = tuple((placement.variants[keep[i]].id, float(values[i])) for i in order)
-        more: tuple[tuple[str, dict[str, Any]], ...] = ()
-        if placement.count > 1 and order is not None:
-            others = [placement.variants[keep[i]] for i in order if keep[i] != keep[choice.index]]
-            more = tuple((v.id, v.content) for v in others[: placement.count - 1])
-        return Decision(
-            placement=placement.name,
-            decision_id=decision_id,
-            variant_id=variant.id,
-            content=variant.content,
-            policy=choice.policy,
-            fallback=None,
-            propensity=choice.propensity,
-            model_version=model.manifest.version,
-            scores=ranked,
-            excluded=tuple(capped),
-            more=more,
-            candidates=tuple(
-                (placement.variants[k].id, float(values[j])) for j, k in enumerate(keep)
-            ),
-        )
+    def _counted(self, decision: Decision) -> Decision:
+        name = decision.placement if decision.variant_id is not None else "unknown"
+        self._metrics.decision(name, decision.policy).inc()
+        if decision.fallback is not None:
+            self._metrics.fallback[decision.fallback].inc()
+        return decision
 
     @staticmethod
-    def _with_shadow(
-        decision: Decision, shadow: LoadedModel, rows: Any, keep: list[int]
-    ) -> Decision:
+    def _with_shadow(decision: Decision, snap: Snapshot, rows: Any, keep: list[int]) -> Decision:
         """The decision with the shadow model's scores of its candidates (logged, not used)."""
+        shadow = snap.shadow
+        assert shadow is not None
+        if decision.policy not in ("model", "explore"):
+            return decision
         try:
             values = np.asarray(shadow.predictor.predict(rows), dtype=np.float64)
         except Exception:
@@ -264,73 +191,30 @@ class DecisionEngine:
         scores = tuple(float(values[k]) for k in keep)
         return dataclasses.replace(decision, shadow=(shadow.manifest.version, scores))
 
-    @staticmethod
-    def _facts(view: VisitorView, req: DecideRequest) -> Callable[[], Facts]:
-        """The request's audience facts, built on first use and then kept."""
-        cache: list[Facts] = []
-
-        def get() -> Facts:
-            if not cache:
-                cache.append(facts_for(view, req.context))
-            return cache[0]
-
-        return get
-
     def fallback_all(self, names: tuple[str, ...], reason: str) -> list[Decision]:
         """Defaults for every placement (used when something unforeseen broke)."""
-        now = self.clock()
-        catalog = self.catalog
+        now = self._clock()
+        snap = self._live.current
         out = []
         for name in names:
-            placement = catalog.placements.get(name) if catalog is not None else None
+            placement = snap.catalog.placements.get(name) if snap.catalog is not None else None
+            decision_id = self.new_decision_id(now)
             if placement is None:
-                why = "unknown_placement" if catalog is not None else "no_catalog"
-                out.append(self.unknown_decision(name, why, now))
+                why = "unknown_placement" if snap.catalog is not None else "no_catalog"
+                out.append(self._counted(unknown_decision(name, why, decision_id)))
             else:
-                out.append(self.default_decision(placement, "fallback", reason, now, self.model))
+                fallback = default_decision(placement, "fallback", reason, decision_id, snap.model)
+                out.append(self._counted(fallback))
         return out
 
-    def default_decision(
-        self,
-        placement: Placement,
-        policy: str,
-        reason: str | None,
-        now: float,
-        model: LoadedModel | None,
-    ) -> Decision:
-        """The placement's default variant, counted as ``policy`` (and ``reason``)."""
-        self.metrics.decision(placement.name, policy).inc()
-        if reason is not None:
-            self.metrics.fallback[reason].inc()
-        variant = placement.default_variant
-        return Decision(
-            placement=placement.name,
-            decision_id=self.new_decision_id(now),
-            variant_id=variant.id,
-            content=variant.content,
-            policy=policy,
-            fallback=reason,
-            propensity=1.0,
-            model_version=model.manifest.version if model is not None else None,
-        )
 
-    def unknown_decision(self, name: str, reason: str, now: float) -> Decision:
-        """The answer for a placement that is not in the catalog."""
-        self.metrics.decision("unknown", "fallback").inc()
-        self.metrics.fallback[reason].inc()
-        message = (
-            f"unknown placement {name!r}"
-            if reason == "unknown_placement"
-            else "no catalog is loaded"
-        )
-        return Decision(
-            placement=name,
-            decision_id=self.new_decision_id(now),
-            variant_id=None,
-            content=None,
-            policy="fallback",
-            fallback=reason,
-            propensity=1.0,
-            model_version=None,
-            error=message,
-        )
+def _facts_once(view: VisitorView, ctx: Context) -> Callable[[], Facts]:
+    """The request's audience facts, built on first use and then kept."""
+    cache: list[Facts] = []
+
+    def get() -> Facts:
+        if not cache:
+            cache.append(facts_for(view, ctx))
+        return cache[0]
+
+    return get

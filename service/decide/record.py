@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 
 from service.decide.types import Decision
-from service.events.store import log_key
 from service.features.context import Context
-from service.features.profile import Profile, partition
+from service.features.profile import Profile
 from service.metrics import Metrics
 from service.store.errors import StoreError, StoreTimeout
+from service.store.keyspace import log_key, partition
 from service.store.resp import PipelinedConnection, encode_command
 
 log = logging.getLogger(__name__)

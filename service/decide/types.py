@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,31 @@ class DecideRequest:
     context: Context
     identity: Identity
     include_scores: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One variant of an explained decision."""
+
+    variant_id: str
+    default: bool
+    excluded_because: str | None
+    """``paused``, ``schedule``, ``rule`` or ``frequency_cap``; ``None`` when eligible."""
+    score: float | None
+    probability: float
+    """How likely the policy that decided was to show it (0 when excluded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why a decision came out as it did: the policy's inputs and every candidate."""
+
+    in_holdout: bool | None
+    """Whether the person is in the slot's holdout (``None``: nobody in particular)."""
+    explore_share: float
+    holdout_share: float
+    candidates: tuple[Candidate, ...]
+    facts: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +65,8 @@ class Decision:
     candidates: tuple[tuple[str, float], ...] = ()
     # a shadow model's version and scores of the same candidates (logged, not returned)
     shadow: tuple[str, tuple[float, ...]] | None = None
+    # every variant and why it was or was not shown (when asked to explain)
+    explanation: Explanation | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The decision as the API returns it."""

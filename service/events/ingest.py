@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from service.catalog.model import Catalog
 from service.events.schemas import Consent, Identify
-from service.events.store import EventWriter
+from service.events.store import UNRESOLVED, EventWriter
 from service.events.validate import Caller, Verdict, validate_batch
 from service.identity.customer import CustomerKeys
 from service.metrics import Metrics
@@ -68,7 +68,10 @@ class Ingestor:
                 applied = await self.writer.apply(batch.by_person, now)
                 for visitor, flags in applied.items():
                     for index, flag in zip(batch.slots[visitor], flags, strict=True):
-                        if not flag:
+                        if flag == UNRESOLVED:
+                            batch.verdicts[index].status = "rejected"
+                            batch.verdicts[index].reason = "the visitor's profile links too far"
+                        elif not flag:
                             batch.verdicts[index].status = "duplicate"
             await self._withdrawals(batch.withdrawals, caller, result, now)
         except (RedisError, StoreError, OSError, TimeoutError) as exc:

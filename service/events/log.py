@@ -17,8 +17,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from service.events.store import log_key
-from service.features.profile import PARTITIONS
+from service.store.keyspace import PARTITIONS, log_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from service.events.store import log_key
-from service.features.profile import PARTITIONS
 from service.metrics import Metrics
+from service.store.keyspace import PARTITIONS, log_key
 
 log = logging.getLogger(__name__)
 

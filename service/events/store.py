@@ -16,31 +16,21 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-from service.features.profile import partition, profile_key
 from service.store.errors import StoreReplyError, StoreUnavailable
+from service.store.keyspace import (
+    ALIAS_MAX_DEPTH,
+    ERASURE_QUEUE,
+    consent_key,
+    log_key,
+    partition,
+    profile_key,
+    script_keys,
+    seen_key,
+)
 from service.store.resp import PipelinedConnection, encode_command
 
-LOG_PREFIX = "persona:{p%02d}:log"
-
-
-def seen_key(visitor_id: str) -> str:
-    """The ZSET of a person's recently seen event ids (for idempotency)."""
-    return f"persona:{{p{partition(visitor_id):02d}}}:seen:{visitor_id}"
-
-
-def consent_key(visitor_id: str) -> str:
-    """The HASH recording a person's latest consent choice (proof of consent)."""
-    return f"persona:{{p{partition(visitor_id):02d}}}:consent:{visitor_id}"
-
-
-ERASURE_QUEUE = "persona:erasure:pending"
-ALIAS_MAX_DEPTH = 4
-"""Longest chain of alias links followed (a device id -> a customer profile is one)."""
-
-
-def log_key(part: int) -> str:
-    """The event-log stream of one partition."""
-    return LOG_PREFIX % part
+UNRESOLVED = -1
+"""A flag for an event whose person's profile links further than ALIAS_MAX_DEPTH."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +68,36 @@ class EventWriter:
     async def apply(
         self, by_person: dict[str, list[dict[str, Any]]], now: float
     ) -> dict[str, list[int]]:
-        """Apply each person's events, following ids linked to a customer profile."""
-        out = await self._apply_once(by_person, now)
-        redirected = {vid: flags for vid, flags in out.items() if isinstance(flags, str)}
-        if redirected:
-            again = await self._apply_once(
-                {str(target): by_person[vid] for vid, target in redirected.items()}, now
-            )
-            for vid, target in redirected.items():
-                out[vid] = again[str(target)]
-        return {vid: flags for vid, flags in out.items() if not isinstance(flags, str)}
+        """Apply each person's events, following ids linked to a customer profile.
+
+        Returns per person and event 1 (applied), 0 (a duplicate) or
+        :data:`UNRESOLVED` (the profile links further than ALIAS_MAX_DEPTH).
+        """
+        out: dict[str, list[int]] = {}
+        pending = {vid: vid for vid in by_person}  # the person -> where their events go now
+        for _ in range(ALIAS_MAX_DEPTH + 1):
+            if not pending:
+                break
+            # two devices of one customer in one batch: their events go to one profile
+            targets: dict[str, list[str]] = {}
+            for vid, target in pending.items():
+                targets.setdefault(target, []).append(vid)
+            batch = {t: [e for v in vids for e in by_person[v]] for t, vids in targets.items()}
+            replies = await self._apply_once(batch, now)
+            pending = {}
+            for target, vids in targets.items():
+                reply = replies[target]
+                if isinstance(reply, str):
+                    pending.update(dict.fromkeys(vids, reply))
+                    continue
+                start = 0
+                for vid in vids:
+                    n = len(by_person[vid])
+                    out[vid] = reply[start : start + n]
+                    start += n
+        for vid in pending:
+            out[vid] = [UNRESOLVED] * len(by_person[vid])
+        return out
 
     async def link(self, visitor_id: str, profile_id: str, link_id: str, now: float) -> bool:
         """Merge ``visitor_id``'s profile into ``profile_id`` and make it an alias.
@@ -190,19 +200,18 @@ def apply_command(sha: str, visitor_id: str, args: bytes, events: bytes) -> byte
     ``args`` is :func:`apply_args` of the batch. Built by hand because the
     generic encoder cost ~10 µs per person, a third of the work per event.
     """
-    vid = visitor_id.encode()
-    tag = b"persona:{p%02d}:" % partition(visitor_id)
+    profile, seen, log, consent = script_keys(visitor_id)
     return b"".join(
         (
             b"*14\r\n$7\r\nEVALSHA\r\n",
             _bulk(sha.encode()),
             b"$1\r\n4\r\n",
-            _bulk(tag + b"profile:" + vid),
-            _bulk(tag + b"seen:" + vid),
-            _bulk(tag + b"log"),
-            _bulk(tag + b"consent:" + vid),
+            _bulk(profile.encode()),
+            _bulk(seen.encode()),
+            _bulk(log.encode()),
+            _bulk(consent.encode()),
             args,
-            _bulk(vid),
+            _bulk(visitor_id.encode()),
             _bulk(events),
         )
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import array
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,15 @@ from service.features.schema import VISITOR_FEATURES as _VF
 
 NAN = math.nan
 _LN2 = math.log(2.0)
+Rows = npt.NDArray[np.float64]
+
+
+class RowCache(Protocol):
+    """Where an unknown visitor's rows are kept, by context (the live snapshot's cache)."""
+
+    def get(self, ctx: Context, make: Callable[[], Rows]) -> Rows:
+        """The rows for ``ctx``, made by ``make`` the first time."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,17 +214,25 @@ def build_rows(
 
 
 def rows_for_view(
-    view: VisitorView, ctx: Context, placement: Placement, now: float
+    view: VisitorView,
+    ctx: Context,
+    placement: Placement,
+    now: float,
+    cache: RowCache | None = None,
 ) -> npt.NDArray[np.float64]:
     """As :func:`build_rows`, from an already summarized visitor.
 
     Equal to stacking :func:`row_for_view` for every variant (a test checks it
     on simulated visitors), computed faster: the rows of an unknown visitor
-    depend only on the placement and the context and are kept per placement;
-    a known visitor's rows start from them, and the cross columns of categories
-    and tags without history are zeros without being looked up.
+    depend only on the placement and the context and are kept in the
+    placement's ``cache`` (the live snapshot's); a known visitor's rows start
+    from them, and the cross columns of categories and tags without history
+    are zeros without being looked up.
     """
-    rows = _base_rows(ctx, placement).copy()
+    if cache is None:
+        rows = _unknown_rows(ctx, placement)
+    else:
+        rows = cache.get(ctx, lambda: _unknown_rows(ctx, placement)).copy()
     if view is EMPTY_VIEW:
         return rows
     rows[:, 0:C0] = view.vector
@@ -225,20 +242,14 @@ def rows_for_view(
     return rows
 
 
-def _base_rows(ctx: Context, placement: Placement) -> npt.NDArray[np.float64]:
-    """The rows of an unknown visitor in ``ctx`` (cached on the placement; read-only)."""
-    memo = placement.memo
-    key = ("rows", ctx)
-    rows: npt.NDArray[np.float64] | None = memo.get(key)
-    if rows is None:
-        n = len(placement.variants)
-        rows = np.empty((n, N_FEATURES), dtype=np.float64)
-        rows[:, 0:C0] = EMPTY_VIEW.vector
-        rows[:, C0:A0] = context_vector(ctx)
-        rows[:, A0:X0] = placement.static_features
-        rows[:, X0:] = [cross_vector(EMPTY_VIEW, ctx, v, 0.0) for v in placement.variants]
-        rows.setflags(write=False)
-        placement.remember(key, rows)
+def _unknown_rows(ctx: Context, placement: Placement) -> npt.NDArray[np.float64]:
+    """The rows of an unknown visitor in ``ctx``."""
+    n = len(placement.variants)
+    rows = np.empty((n, N_FEATURES), dtype=np.float64)
+    rows[:, 0:C0] = EMPTY_VIEW.vector
+    rows[:, C0:A0] = context_vector(ctx)
+    rows[:, A0:X0] = placement.static_features
+    rows[:, X0:] = [cross_vector(EMPTY_VIEW, ctx, v, 0.0) for v in placement.variants]
     return rows
 
 

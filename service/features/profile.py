@@ -1,6 +1,6 @@
 """The visitor profile: the record the decision path reads in one Redis round trip.
 
-Layout (one JSON document per person at :func:`profile_key`; short keys keep it
+Layout (one JSON document per person at ``keyspace.profile_key``; short keys keep it
 small, orjson decodes ~1 KB in ~2 µs). Timestamps are Unix seconds.
 
 ====================  =====================================================
@@ -26,7 +26,6 @@ key                   meaning
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import orjson
@@ -35,24 +34,6 @@ PROFILE_VERSION = 1
 RECENT_MAX = 10
 
 Profile = dict[str, Any]
-
-
-PARTITIONS = 64
-
-
-def partition(visitor_id: str) -> int:
-    """The partition (0-63) a person's keys and events live in."""
-    return zlib.crc32(visitor_id.encode()) % PARTITIONS
-
-
-def profile_key(visitor_id: str) -> str:
-    """The Redis key of a person's profile.
-
-    The ``{pNN}`` hash tag puts a person's keys in the same Redis Cluster slot
-    as the event-log partition they write to, so one server-side script can
-    update both atomically.
-    """
-    return f"persona:{{p{partition(visitor_id):02d}}}:profile:{visitor_id}"
 
 
 def decode_profile(raw: bytes | None) -> Profile | None:

@@ -155,7 +155,7 @@ async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.R
     metrics.stage["identify"].observe(t_identified - started)
     engine = request.app[ENGINE]
     try:
-        decisions, stages = await engine.decide(req, started)
+        decisions, stages = await engine.decide(req, started, explain=body.include_scores)
     except Exception:
         log.exception("decision failed; serving defaults")
         decisions = engine.fallback_all(req.placements, "internal_error")

@@ -20,7 +20,7 @@ from service.http.timing import elapsed
 from service.identity.consent import HEADER as CONSENT_HEADER
 from service.identity.consent import ConsentError, parse_consent
 from service.identity.identify import identify
-from service.keys import ENGINE, INGESTOR, METRICS, SETTINGS, SIGNER
+from service.keys import INGESTOR, LIVE, METRICS, SETTINGS, SIGNER
 
 RETRY_AFTER_S = "1"
 
@@ -55,7 +55,7 @@ async def post_events(request: web.Request) -> web.Response:
     caller = Caller(identity.visitor_id, consent.personalization, trust, identity.withdrawing)
     try:
         result = await request.app[INGESTOR].ingest(
-            envelope.events, caller, now, request.app[ENGINE].catalog
+            envelope.events, caller, now, request.app[LIVE].current.catalog
         )
     except EventsUnavailable:
         request.app[METRICS].events_unavailable.inc()

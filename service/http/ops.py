@@ -10,7 +10,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from redis.exceptions import RedisError
 
 from service.http.middleware import PAGE_HEADERS, json_response
-from service.keys import ENGINE, METRICS, REDIS
+from service.keys import LIVE, METRICS, REDIS
 from service.metrics import multiprocess_dir
 from service.settings import PACKAGE_DIR
 
@@ -24,24 +24,24 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve personalized answers: Redis reachable, model and catalog loaded."""
-    engine = request.app[ENGINE]
+    snap = request.app[LIVE].current
     try:
         redis_ok = bool(await asyncio.wait_for(request.app[REDIS].ping(), 0.25))
     except (RedisError, OSError, TimeoutError):
         redis_ok = False
     checks = {
         "redis": redis_ok,
-        "model": engine.model is not None,
-        "catalog": engine.catalog is not None,
+        "model": snap.model is not None,
+        "catalog": snap.catalog is not None,
     }
     ready = all(checks.values())
     body = {
         "ready": ready,
         "checks": checks,
-        "model_version": engine.model.manifest.version if engine.model else None,
-        "model_predictor": engine.model.predictor.kind if engine.model else None,
-        "shadow_version": engine.shadow.manifest.version if engine.shadow else None,
-        "catalog_version": engine.catalog.version if engine.catalog else None,
+        "model_version": snap.model.manifest.version if snap.model else None,
+        "model_predictor": snap.model.predictor.kind if snap.model else None,
+        "shadow_version": snap.shadow.manifest.version if snap.shadow else None,
+        "catalog_version": snap.catalog.version if snap.catalog else None,
     }
     return json_response(200 if ready else 503, body)
 

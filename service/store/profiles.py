@@ -1,24 +1,19 @@
 """Reading a person's profile in one round trip, bounded by a deadline.
 
-Two interchangeable clients exist so their cost can be measured side by side
-(docs/benchmarks.md): the pipelined hiredis connection (default) and redis-py.
-Both sit behind a circuit breaker, so a dead or hung Redis costs a decision at
-most one timeout until the breaker opens, and nothing after.
+The read goes over the pipelined hiredis connection (``store/resp.py``; it
+costs a fraction of redis-py's client work, docs/benchmarks.md) behind a
+circuit breaker, so a dead or hung Redis costs a decision at most one timeout
+until the breaker opens, and nothing after.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Protocol
+from time import perf_counter
+from typing import Protocol, cast
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
-from service.features.profile import profile_key
 from service.store.breaker import Breaker
 from service.store.errors import StoreError, StoreTimeout, StoreUnavailable
+from service.store.keyspace import follow_alias
 from service.store.resp import PipelinedConnection, encode_command
 
 
@@ -52,28 +47,6 @@ class PipelinedFetcher:
         self.conn.reset()
 
 
-class RedisPyFetcher:
-    """GET through redis-py (the stack's general client), for comparison."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
-
-    async def get(self, key: str, timeout_s: float) -> bytes | None:
-        """The value, ``None`` if absent."""
-        try:
-            value = await asyncio.wait_for(self.client.get(key), timeout_s)
-        except (TimeoutError, RedisTimeoutError):
-            raise StoreTimeout("Redis did not answer in time") from None
-        except (RedisConnectionError, OSError) as exc:
-            raise StoreUnavailable(str(exc)) from None
-        except RedisError as exc:
-            raise StoreUnavailable(str(exc)) from None
-        return value if value is None or isinstance(value, bytes) else None
-
-    def reset(self) -> None:
-        """redis-py replaces broken connections itself."""
-
-
 class ProfileStore:
     """The decision path's view of Redis: one read per decision, or a fast refusal."""
 
@@ -81,12 +54,21 @@ class ProfileStore:
         self.fetcher = fetcher
         self.breaker = breaker
 
-    async def read(self, visitor_id: str, timeout_s: float) -> bytes | None:
-        """The person's stored profile record, or raise a StoreError."""
+    async def read(self, visitor_id: str, deadline: float) -> bytes | None:
+        """The person's stored profile record, following a device's link to its customer
+        profile; every read ends by ``deadline`` (``perf_counter`` seconds) or raises a
+        StoreError."""
+        _, value = await follow_alias(visitor_id, lambda key: self._get(key, deadline))
+        return cast(bytes | None, value)
+
+    async def _get(self, key: str, deadline: float) -> bytes | None:
         if not self.breaker.allow():
             raise StoreUnavailable("circuit breaker open")
+        remaining = deadline - perf_counter()
+        if remaining <= 0:
+            raise StoreTimeout("no time left for Redis")
         try:
-            value = await self.fetcher.get(profile_key(visitor_id), timeout_s)
+            value = await self.fetcher.get(key, remaining)
         except StoreError:
             if self.breaker.failure():
                 self.fetcher.reset()
