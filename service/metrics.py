@@ -74,6 +74,7 @@ FALLBACK_REASONS = (
     "unknown_placement",
     "no_catalog",
     "internal_error",
+    "deadline",
 )
 POLICIES = ("model", "explore", "holdout", "fallback")
 COOKIE_OUTCOMES = (

@@ -271,7 +271,9 @@ SPECS: tuple[Spec, ...] = (
         "decide_deadline_ms",
         "PERSONA_DECIDE_DEADLINE_MS",
         _float_range(0.5, 1000),
-        "Budget for one decision; past it the slot's default is served.",
+        "Budget of a decide call from the moment its body has arrived: the profile read gets "
+        "what is left of it, and a slot that would end past it is not decided (its default "
+        "is served, fallback 'deadline').",
     ),
     Spec(
         "redis_timeout_ms",

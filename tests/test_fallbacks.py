@@ -10,6 +10,7 @@ import asyncio
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,41 @@ async def test_missing_catalog(app_client: Any, make_settings: Any, tmp_path: Pa
         d = body["decisions"][name]
         assert d["fallback"] == "no_catalog" and d["content"] is None
     assert (await client.get("/readyz")).status == 503
+
+
+class SlowPredictor:
+    """Fault injection: a model that takes 15 ms per placement."""
+
+    kind = "slow"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def predict(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        time.sleep(0.015)
+        return np.asarray(self.inner.predict(rows), dtype=np.float64)
+
+
+async def test_the_deadline_is_kept_by_serving_defaults_for_what_would_end_past_it(
+    app_client: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        decide_deadline_ms=40.0, catalog_path=catalog_without_randomness(tmp_path)
+    )
+    client = await app_client(settings, server=True)
+    live = client.app[LIVE]
+    model = live.current.model
+    assert model is not None
+    live.publish(model=LoadedModel(SlowPredictor(model.predictor), model.manifest))
+    names = ["home-hero", "sidebar-offer", "article-footer"]  # 15 ms each, 40 ms to spend
+    body = orjson.dumps({"placements": names, "visitor_id": VID})
+    resp = await client.post("/v1/decide", data=body)
+    assert resp.status == 200
+    got = (await resp.json())["decisions"]
+    reasons = [got[n]["fallback"] for n in names]
+    assert reasons[0] is None  # the first placement fits
+    assert "deadline" in reasons  # the rest would have ended past it
+    first_late = reasons.index("deadline")
+    assert reasons[first_late:] == ["deadline"] * (len(names) - first_late)
+    assert all(got[n]["content"] is not None for n in names)  # defaults, never blanks
+    assert await metric(client, 'persona_fallbacks_total{reason="deadline"}') >= 1

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 SCORING_RESERVE_S = 0.0005
 """Time kept back from the Redis read for features and scoring."""
+COST_DECAY = 0.5
+"""The estimate of what deciding one placement costs is the last one's time, or half the
+previous estimate when that is more: quick to learn a slow model, quick to forget a pause."""
 
 
 def _entries(
@@ -83,6 +86,7 @@ class DecisionEngine:
         self._recorder = recorder
         self._clock = clock
         self._rng = rng or random.Random()
+        self._cost_s = 0.0  # what deciding one placement has been costing lately
 
     def new_decision_id(self, now: float) -> str:
         """A time-ordered, unique decision id (27 hex characters)."""
@@ -138,7 +142,8 @@ class DecisionEngine:
                 why = "unknown_placement" if catalog is not None else "no_catalog"
                 decisions.append(self._counted(unknown_decision(name, why, decision_id)))
                 continue
-            if perf_counter() >= deadline:
+            t0 = perf_counter()
+            if t0 + self._cost_s >= deadline:  # it would end past the deadline: do not start
                 late = default_decision(placement, "fallback", "deadline", decision_id, snap.model)
                 decisions.append(self._counted(late))
                 continue
@@ -157,6 +162,7 @@ class DecisionEngine:
                 explain=explain,
             )
             outcome = decide_placement(snap, placement, inputs, decision_id, self._rng.random())
+            self._cost_s = max(perf_counter() - t0, self._cost_s * COST_DECAY)
             features_s += outcome.features_s
             score_s += outcome.score_s
             decision = outcome.decision

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -107,12 +108,16 @@ def _named(request: web.Request, body: DecideBody, trust: Trust) -> str | None:
     return body.visitor_id
 
 
-async def _withdraw(request: web.Request, identity: Identity, now: float) -> Identity:
-    """Carry out an explicit refusal; keep the cookie if it could not be, so a retry can."""
+async def _withdraw(
+    request: web.Request, identity: Identity, now: float, deadline: float
+) -> Identity:
+    """Carry out an explicit refusal within the deadline; keep the cookie if it could not
+    be done, so the next call withdraws again."""
     assert identity.withdrawing is not None
     metrics = request.app[METRICS]
     try:
-        await request.app[EVENT_WRITER].withdraw(identity.withdrawing, now)
+        async with asyncio.timeout(max(deadline - perf_counter(), 0.0)):
+            await request.app[EVENT_WRITER].withdraw(identity.withdrawing, now)
     except (RedisError, StoreError, OSError, TimeoutError):
         metrics.withdrawals.labels("failed").inc()
         return dataclasses.replace(identity, clear_cookie=False)
@@ -148,7 +153,8 @@ async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.R
         guard = request.app[GUARD]
         guard.admit_visitor(request, trust, identity.visitor_id, guard.rules.decide_visitor)
     if identity.withdrawing is not None:
-        identity = await _withdraw(request, identity, now)
+        deadline = started + settings.decide_deadline_s
+        identity = await _withdraw(request, identity, now, deadline)
     ctx = context_from(body.context, request.headers.get("User-Agent", ""), now)
     req = DecideRequest(tuple(body.placements), ctx, identity, body.include_scores)
     t_identified = perf_counter()
