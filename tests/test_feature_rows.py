@@ -161,3 +161,85 @@ def test_unknown_visitor_scores_are_kept_per_context_and_model(
     assert len(first_snapshot.cache(placement.name).scores) == kept  # nothing of theirs kept
     live.publish(catalog=parse_catalog(DEFAULT_CATALOG.read_bytes()))  # a new catalog
     assert live.current.cache(placement.name).rows is not first_snapshot.cache(placement.name).rows
+
+
+def test_each_named_column_holds_what_the_schema_says(catalog: Catalog) -> None:
+    from service.features.schema import COLUMN, FEATURE_NAMES
+
+    placement = catalog.placements["home-hero"]
+    index = next(i for i, v in enumerate(placement.variants) if v.category == "running")
+    variant = placement.variants[index]
+    profile: Profile = {
+        "first": NOW - 2 * 86400,
+        "last": NOW - 3 * 3600,
+        "sessions": 4,
+        "views": 9,
+        "clicks": 3,
+        "imps": 18,
+        "convs": 1,
+        "revenue": 42.0,
+        "fb_sum": 11.0,
+        "fb_n": 2,
+        "cat": {"running": [6.0, NOW], "yoga": [2.0, NOW]},
+        "tag": {t: [1.5, NOW] for t in variant.tags[:1]},
+        "recent": ["running", "yoga", "running"],
+        "cat_clicks": {"running": 2},
+        "var": {variant.id: [5, 1, NOW - 7200]},
+        "price_sum": 3.0,
+        "price_n": 2,
+    }
+    ctx = Context(device="mobile", page_type="category", category="running", referrer="email",
+                  hour=21, dow=6)  # fmt: skip
+    row = row_for_view(visitor_view(profile, NOW, HALF_LIFE_S), ctx, placement, index, NOW)
+    expected = {
+        "v_known": 1.0,
+        "v_sessions": 4.0,
+        "v_views": 9.0,
+        "v_days_since_first": 2.0,
+        "v_hours_since_last": 3.0,
+        "v_clicks": 3.0,
+        "v_impressions": 18.0,
+        "v_ctr": 3.1 / 20.0,
+        "v_conversions": 1.0,
+        "v_revenue": 42.0,
+        "v_feedback_avg": 5.5,
+        "v_feedback_n": 2.0,
+        "v_top_affinity": 6.0,
+        "v_affinity_total": 8.0,
+        "v_n_categories": 2.0,
+        "v_avg_price_band": 1.5,
+        "c_hour": 21.0,
+        "c_dow": 6.0,
+        "c_weekend": 1.0,
+        "c_mobile": 1.0,
+        "c_desktop": 0.0,
+        "c_page_category": 1.0,
+        "c_page_home": 0.0,
+        "c_ref_email": 1.0,
+        "c_ref_search": 0.0,
+        "a_price_band": float(variant.price_band),
+        "a_is_default": float(variant.id == placement.default_variant.id),
+        "a_priority": float(variant.priority),
+        "a_n_tags": float(len(variant.tags)),
+        "a_discount": variant.discount,
+        "x_cat_affinity": 6.0,
+        "x_cat_affinity_share": 0.75,
+        "x_cat_affinity_rank": 1.0,
+        "x_tag_affinity_max": 1.5 if variant.tags else 0.0,
+        "x_cat_recent_views": 2.0,
+        "x_last_cat_match": 1.0,
+        "x_page_cat_match": 1.0,
+        "x_variant_impressions": 5.0,
+        "x_variant_clicks": 1.0,
+        "x_variant_hours_since_impression": 2.0,
+        "x_cat_clicks": 2.0,
+        "x_price_gap": variant.price_band - 1.5,
+    }
+    for name, value in expected.items():
+        assert row[COLUMN[name]] == pytest.approx(value), name
+    assert set(expected) | {"v_affinity_entropy"} >= set(FEATURE_NAMES) - {
+        n for n in FEATURE_NAMES if n.startswith("c_") or n == "x_tag_affinity_sum"
+    }
+    # a visitor without a profile: the schema's empty values
+    empty = row_for_view(visitor_view(None, NOW, HALF_LIFE_S), ctx, placement, index, NOW)
+    assert math.isnan(empty[COLUMN["v_days_since_first"]]) and empty[COLUMN["v_known"]] == 0.0

@@ -45,11 +45,27 @@ FACTS = FactSchema(
 )
 
 
+VISITOR_FACTS: tuple[tuple[str, str], ...] = (
+    ("visits", "v_sessions"),
+    ("views", "v_views"),
+    ("days_since_first", "v_days_since_first"),
+    ("hours_since_last", "v_hours_since_last"),
+    ("clicks", "v_clicks"),
+    ("impressions", "v_impressions"),
+    ("conversions", "v_conversions"),
+    ("revenue", "v_revenue"),
+    ("feedback_avg", "v_feedback_avg"),
+    ("feedback_count", "v_feedback_n"),
+    ("avg_price_band", "v_avg_price_band"),
+)
+"""The facts that are visitor features as they are: (fact, feature)."""
+
+
 def facts_for(view: VisitorView, ctx: Context) -> dict[str, Any]:
     """The facts of one request (visitor features decayed to now, and the context)."""
-    v = view.vector
+    known = view.value("v_known") > 0
     facts: dict[str, Any] = {
-        "known": v[0] > 0,
+        "known": known,
         "device": ctx.device,
         "page_type": ctx.page_type,
         "referrer": ctx.referrer,
@@ -58,23 +74,14 @@ def facts_for(view: VisitorView, ctx: Context) -> dict[str, Any]:
     }
     if ctx.category is not None:
         facts["page_category"] = ctx.category
-    if v[0] > 0:
-        for name, value in (
-            ("visits", v[1]),
-            ("views", v[2]),
-            ("days_since_first", v[3]),
-            ("hours_since_last", v[4]),
-            ("clicks", v[5]),
-            ("impressions", v[6]),
-            ("ctr", v[5] / v[6] if v[6] > 0 else math.nan),
-            ("conversions", v[8]),
-            ("revenue", v[9]),
-            ("feedback_avg", v[10]),
-            ("feedback_count", v[11]),
-            ("avg_price_band", v[16]),
-        ):
+    if known:
+        for fact, feature in VISITOR_FACTS:
+            value = view.value(feature)
             if not math.isnan(value):
-                facts[name] = value
+                facts[fact] = value
+        impressions = view.value("v_impressions")
+        if impressions > 0:
+            facts["ctr"] = view.value("v_clicks") / impressions
         facts["recent_categories"] = list(view.recent)
         if view.cat_total > 0:
             facts["top_category"] = min(view.cat_rank, key=view.cat_rank.__getitem__)

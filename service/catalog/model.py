@@ -89,16 +89,16 @@ def static_feature_matrix(
     variants: tuple[Variant, ...], default_id: str
 ) -> npt.NDArray[np.float64]:
     """Variant-only feature columns, computed once per catalog load (not per request)."""
-    rows = [
-        (
-            float(v.price_band),
-            1.0 if v.id == default_id else 0.0,
-            float(v.priority),
-            float(len(v.tags)),
-            float(v.discount),
-        )
-        for v in variants
-    ]
+    rows = []
+    for v in variants:
+        values = {
+            "a_price_band": float(v.price_band),
+            "a_is_default": 1.0 if v.id == default_id else 0.0,
+            "a_priority": float(v.priority),
+            "a_n_tags": float(len(v.tags)),
+            "a_discount": float(v.discount),
+        }
+        rows.append(tuple(map(values.__getitem__, VARIANT_FEATURES)))
     matrix = np.array(rows, dtype=np.float64).reshape(len(variants), len(VARIANT_FEATURES))
     matrix.setflags(write=False)
     return matrix

@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 
 SCORING_RESERVE_S = 0.0005
 """Time kept back from the Redis read for features and scoring."""
-COST_DECAY = 0.5
-"""The estimate of what deciding one placement costs is the last one's time, or half the
-previous estimate when that is more: quick to learn a slow model, quick to forget a pause."""
+COST_WEIGHT = 0.1
+"""What deciding one placement costs is a moving average (this weight for the newest),
+so one pause of the host does not make the next requests give up."""
 
 
 def _entries(
@@ -86,7 +86,7 @@ class DecisionEngine:
         self._recorder = recorder
         self._clock = clock
         self._rng = rng or random.Random()
-        self._cost_s = 0.0  # what deciding one placement has been costing lately
+        self._cost_s: float | None = None  # what deciding one placement has been costing
 
     def new_decision_id(self, now: float) -> str:
         """A time-ordered, unique decision id (27 hex characters)."""
@@ -143,7 +143,7 @@ class DecisionEngine:
                 decisions.append(self._counted(unknown_decision(name, why, decision_id)))
                 continue
             t0 = perf_counter()
-            if t0 + self._cost_s >= deadline:  # it would end past the deadline: do not start
+            if t0 + (self._cost_s or 0.0) >= deadline:  # it would end past it: do not start
                 late = default_decision(placement, "fallback", "deadline", decision_id, snap.model)
                 decisions.append(self._counted(late))
                 continue
@@ -162,7 +162,9 @@ class DecisionEngine:
                 explain=explain,
             )
             outcome = decide_placement(snap, placement, inputs, decision_id, self._rng.random())
-            self._cost_s = max(perf_counter() - t0, self._cost_s * COST_DECAY)
+            spent = perf_counter() - t0
+            cost = self._cost_s
+            self._cost_s = spent if cost is None else cost + COST_WEIGHT * (spent - cost)
             features_s += outcome.features_s
             score_s += outcome.score_s
             decision = outcome.decision

@@ -1,9 +1,11 @@
-"""Building the model's input rows: visitor x variant x context.
+"""Building the model's input rows: visitor x variant x context, by feature name.
 
 Pure functions of their inputs (the clock included), used identically by the
-service and by training. Visitor and context columns are computed once per
-request and broadcast; variant-only columns come precomputed with the
-placement; only the cross columns are computed per variant.
+service and by training. Every group is computed under the names the schema
+declares (``service/features/schema.py``) and laid out in its order. Visitor
+and context columns are computed once per request and broadcast; variant-only
+columns come precomputed with the placement; only the cross columns are
+computed per variant, by one function for serving and training alike.
 """
 
 from __future__ import annotations
@@ -19,8 +21,17 @@ import numpy.typing as npt
 
 from service.catalog.model import Placement, Variant
 from service.features.context import Context
-from service.features.schema import A0, C0, CROSS_FEATURES, N_FEATURES, X0
-from service.features.schema import VISITOR_FEATURES as _VF
+from service.features.schema import (
+    A0,
+    C0,
+    COLUMN,
+    CONTEXT_FEATURES,
+    CROSS_FEATURES,
+    N_FEATURES,
+    VISITOR,
+    VISITOR_FEATURES,
+    X0,
+)
 
 NAN = math.nan
 _LN2 = math.log(2.0)
@@ -37,9 +48,11 @@ class RowCache(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class VisitorView:
-    """What the cross features need from a profile, decayed to ``now``."""
+    """A profile summarized as of ``now``: the visitor columns and what the cross
+    columns and the audience facts need."""
 
     vector: tuple[float, ...]
+    """The visitor features, in schema order (read them by name with :meth:`value`)."""
     cat: dict[str, float]
     cat_rank: dict[str, int]
     cat_total: float
@@ -49,18 +62,12 @@ class VisitorView:
     var: Mapping[str, Any]
     avg_price: float
 
+    def value(self, name: str) -> float:
+        """One visitor feature, by its schema name."""
+        return self.vector[COLUMN[name]]
 
-EMPTY_VIEW = VisitorView(
-    (0.0, 0.0, 0.0, NAN, NAN, 0.0, 0.0, NAN, 0.0, 0.0, NAN, 0.0, 0.0, 0.0, 0.0, 0.0, NAN),
-    {},
-    {},
-    0.0,
-    {},
-    (),
-    {},
-    {},
-    NAN,
-)
+
+EMPTY_VIEW = VisitorView(tuple(f.empty for f in VISITOR), {}, {}, 0.0, {}, (), {}, {}, NAN)
 """The view of a visitor without a profile (unknown, or nothing stored yet)."""
 
 
@@ -93,7 +100,6 @@ def visitor_view(profile: Mapping[str, Any] | None, now: float, half_life_s: flo
     total = sum(cat.values())
     ranked = sorted(cat, key=lambda c: -cat[c])
     rank = {c: i + 1 for i, c in enumerate(ranked)}
-    top = cat[ranked[0]] if ranked else 0.0
     entropy = 0.0
     if total > 0:
         for value in cat.values():
@@ -107,30 +113,30 @@ def visitor_view(profile: Mapping[str, Any] | None, now: float, half_life_s: flo
     fb_n = _num(profile, "fb_n")
     price_n = _num(profile, "price_n")
     avg_price = _num(profile, "price_sum") / price_n if price_n > 0 else NAN
-    vec = (
-        1.0,
-        _num(profile, "sessions"),
-        _num(profile, "views"),
-        max(0.0, (now - first) / 86400.0),
-        max(0.0, (now - last) / 3600.0),
-        clicks,
-        imps,
-        (clicks + 0.1) / (imps + 2.0),
-        _num(profile, "convs"),
-        _num(profile, "revenue"),
-        _num(profile, "fb_sum") / fb_n if fb_n > 0 else NAN,
-        fb_n,
-        top,
-        total,
-        entropy,
-        float(len(cat)),
-        avg_price,
-    )
+    values = {
+        "v_known": 1.0,
+        "v_sessions": _num(profile, "sessions"),
+        "v_views": _num(profile, "views"),
+        "v_days_since_first": max(0.0, (now - first) / 86400.0),
+        "v_hours_since_last": max(0.0, (now - last) / 3600.0),
+        "v_clicks": clicks,
+        "v_impressions": imps,
+        "v_ctr": (clicks + 0.1) / (imps + 2.0),
+        "v_conversions": _num(profile, "convs"),
+        "v_revenue": _num(profile, "revenue"),
+        "v_feedback_avg": _num(profile, "fb_sum") / fb_n if fb_n > 0 else NAN,
+        "v_feedback_n": fb_n,
+        "v_top_affinity": cat[ranked[0]] if ranked else 0.0,
+        "v_affinity_total": total,
+        "v_affinity_entropy": entropy,
+        "v_n_categories": float(len(cat)),
+        "v_avg_price_band": avg_price,
+    }
     recent = profile.get("recent")
     cat_clicks = profile.get("cat_clicks")
     var = profile.get("var")
     return VisitorView(
-        vector=vec,
+        vector=tuple(map(values.__getitem__, VISITOR_FEATURES)),
         cat=cat,
         cat_rank=rank,
         cat_total=total,
@@ -144,23 +150,24 @@ def visitor_view(profile: Mapping[str, Any] | None, now: float, half_life_s: flo
 
 def context_vector(ctx: Context) -> tuple[float, ...]:
     """The context columns."""
-    return (
-        float(ctx.hour),
-        float(ctx.dow),
-        1.0 if ctx.dow >= 5 else 0.0,
-        1.0 if ctx.device == "mobile" else 0.0,
-        1.0 if ctx.device == "tablet" else 0.0,
-        1.0 if ctx.device == "desktop" else 0.0,
-        1.0 if ctx.page_type == "home" else 0.0,
-        1.0 if ctx.page_type == "category" else 0.0,
-        1.0 if ctx.page_type == "product" else 0.0,
-        1.0 if ctx.page_type == "cart" else 0.0,
-        1.0 if ctx.page_type == "search" else 0.0,
-        1.0 if ctx.referrer == "search" else 0.0,
-        1.0 if ctx.referrer == "social" else 0.0,
-        1.0 if ctx.referrer == "direct" else 0.0,
-        1.0 if ctx.referrer == "email" else 0.0,
-    )
+    values = {
+        "c_hour": float(ctx.hour),
+        "c_dow": float(ctx.dow),
+        "c_weekend": 1.0 if ctx.dow >= 5 else 0.0,
+        "c_mobile": 1.0 if ctx.device == "mobile" else 0.0,
+        "c_tablet": 1.0 if ctx.device == "tablet" else 0.0,
+        "c_desktop": 1.0 if ctx.device == "desktop" else 0.0,
+        "c_page_home": 1.0 if ctx.page_type == "home" else 0.0,
+        "c_page_category": 1.0 if ctx.page_type == "category" else 0.0,
+        "c_page_product": 1.0 if ctx.page_type == "product" else 0.0,
+        "c_page_cart": 1.0 if ctx.page_type == "cart" else 0.0,
+        "c_page_search": 1.0 if ctx.page_type == "search" else 0.0,
+        "c_ref_search": 1.0 if ctx.referrer == "search" else 0.0,
+        "c_ref_social": 1.0 if ctx.referrer == "social" else 0.0,
+        "c_ref_direct": 1.0 if ctx.referrer == "direct" else 0.0,
+        "c_ref_email": 1.0 if ctx.referrer == "email" else 0.0,
+    }
+    return tuple(map(values.__getitem__, CONTEXT_FEATURES))
 
 
 _NOT_SEEN = (0.0, 0.0, NAN)
@@ -177,28 +184,56 @@ def _seen(entry: Any, now: float) -> tuple[float, float, float]:
     return _NOT_SEEN
 
 
+def _cross(
+    view: VisitorView, ctx: Context, variant: Variant, now: float, known_cats: set[Any]
+) -> dict[str, float]:
+    """The cross columns of one variant, by name (``known_cats``: categories the visitor
+    has any history with; the others give zeros without being looked up)."""
+    c, tags, tag = variant.category, variant.tags, view.tag
+    if c in known_cats:
+        aff = view.cat.get(c, 0.0)
+        share = aff / view.cat_total if view.cat_total > 0 else 0.0
+        rank = float(view.cat_rank.get(c, 0))
+        recent = view.recent
+        views = float(recent.count(c))
+        last = 1.0 if recent and recent[0] == c else 0.0
+        page = 1.0 if ctx.category == c else 0.0
+        clicks = view.cat_clicks.get(c, 0)
+        cat_clicks = float(clicks) if isinstance(clicks, int | float) else 0.0
+    else:
+        aff = share = rank = views = last = page = cat_clicks = 0.0
+    if tags and not tag.keys().isdisjoint(tags):
+        tag_aff = [tag.get(t, 0.0) for t in tags]
+        tag_max, tag_sum = max(tag_aff), sum(tag_aff)
+    else:
+        tag_max = tag_sum = 0.0
+    imps, var_clicks, since = _seen(view.var.get(variant.id), now) if view.var else _NOT_SEEN
+    avg_price = view.avg_price
+    return {
+        "x_cat_affinity": aff,
+        "x_cat_affinity_share": share,
+        "x_cat_affinity_rank": rank,
+        "x_tag_affinity_max": tag_max,
+        "x_tag_affinity_sum": tag_sum,
+        "x_cat_recent_views": views,
+        "x_last_cat_match": last,
+        "x_page_cat_match": page,
+        "x_variant_impressions": imps,
+        "x_variant_clicks": var_clicks,
+        "x_variant_hours_since_impression": since,
+        "x_cat_clicks": cat_clicks,
+        "x_price_gap": (variant.price_band - avg_price) if avg_price == avg_price else NAN,
+    }
+
+
+def _known_categories(view: VisitorView, ctx: Context) -> set[Any]:
+    return {*view.cat, *view.recent, *view.cat_clicks, ctx.category}
+
+
 def cross_vector(view: VisitorView, ctx: Context, variant: Variant, now: float) -> list[float]:
-    """The visitor-x-variant-x-context columns for one variant."""
-    c = variant.category
-    aff = view.cat.get(c, 0.0)
-    tag_aff = [view.tag.get(t, 0.0) for t in variant.tags]
-    v_imps, v_clicks, since = _seen(view.var.get(variant.id), now)
-    cat_clicks = view.cat_clicks.get(c, 0)
-    return [
-        aff,
-        aff / view.cat_total if view.cat_total > 0 else 0.0,
-        float(view.cat_rank.get(c, 0)),
-        max(tag_aff) if tag_aff else 0.0,
-        sum(tag_aff),
-        float(view.recent.count(c)),
-        1.0 if view.recent and view.recent[0] == c else 0.0,
-        1.0 if ctx.category == c else 0.0,
-        v_imps,
-        v_clicks,
-        since,
-        float(cat_clicks) if isinstance(cat_clicks, int | float) else 0.0,
-        (variant.price_band - view.avg_price) if view.avg_price == view.avg_price else NAN,
-    ]
+    """The visitor-x-variant-x-context columns for one variant, in schema order."""
+    values = _cross(view, ctx, variant, now, _known_categories(view, ctx))
+    return list(map(values.__getitem__, CROSS_FEATURES))
 
 
 def build_rows(
@@ -223,11 +258,9 @@ def rows_for_view(
     """As :func:`build_rows`, from an already summarized visitor.
 
     Equal to stacking :func:`row_for_view` for every variant (a test checks it
-    on simulated visitors), computed faster: the rows of an unknown visitor
-    depend only on the placement and the context and are kept in the
-    placement's ``cache`` (the live snapshot's); a known visitor's rows start
-    from them, and the cross columns of categories and tags without history
-    are zeros without being looked up.
+    on simulated visitors): the rows of an unknown visitor depend only on the
+    placement and the context and are kept in the placement's ``cache`` (the
+    live snapshot's); a known visitor's rows start from them.
     """
     if cache is None:
         rows = _unknown_rows(ctx, placement)
@@ -236,7 +269,11 @@ def rows_for_view(
     if view is EMPTY_VIEW:
         return rows
     rows[:, 0:C0] = view.vector
-    rows[:, X0:] = np.frombuffer(_cross_columns(view, ctx, placement, now)).reshape(
+    known = _known_categories(view, ctx)
+    out: list[float] = []
+    for variant in placement.variants:
+        out += map(_cross(view, ctx, variant, now, known).__getitem__, CROSS_FEATURES)
+    rows[:, X0:] = np.frombuffer(array.array("d", out)).reshape(
         len(placement.variants), N_FEATURES - X0
     )
     return rows
@@ -253,61 +290,6 @@ def _unknown_rows(ctx: Context, placement: Placement) -> npt.NDArray[np.float64]
     return rows
 
 
-_NO_HISTORY = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-def _cross_columns(
-    view: VisitorView, ctx: Context, placement: Placement, now: float
-) -> array.array[float]:
-    """:func:`cross_vector` of every variant, flattened, with the same values."""
-    out: list[float] = []
-    cat, tag, var, recent, total = view.cat, view.tag, view.var, view.recent, view.cat_total
-    # a category the visitor has no history with, or a tag without affinity, gives
-    # zeros (as cross_vector computes them): only the others are looked up
-    known_cats = {*cat, *recent, *view.cat_clicks, ctx.category}
-    first = recent[0] if recent else None
-    avg_price = view.avg_price
-    has_price = avg_price == avg_price
-    for variant in placement.variants:
-        c, tags = variant.category, variant.tags
-        if c in known_cats:
-            aff = cat.get(c, 0.0)
-            clicks = view.cat_clicks.get(c, 0)
-            per_cat = (
-                aff,
-                aff / total if total > 0 else 0.0,
-                float(view.cat_rank.get(c, 0)),
-                float(recent.count(c)),
-                1.0 if first == c else 0.0,
-                1.0 if ctx.category == c else 0.0,
-                float(clicks) if isinstance(clicks, int | float) else 0.0,
-            )
-        else:
-            per_cat = _NO_HISTORY
-        if tags and not tag.keys().isdisjoint(tags):
-            tag_aff = [tag.get(t, 0.0) for t in tags]
-            tag_max, tag_sum = max(tag_aff), sum(tag_aff)
-        else:
-            tag_max = tag_sum = 0.0
-        v_imps, v_clicks, since = _seen(var.get(variant.id), now) if var else _NOT_SEEN
-        out += (
-            per_cat[0],
-            per_cat[1],
-            per_cat[2],
-            tag_max,
-            tag_sum,
-            per_cat[3],
-            per_cat[4],
-            per_cat[5],
-            v_imps,
-            v_clicks,
-            since,
-            per_cat[6],
-            (variant.price_band - avg_price) if has_price else NAN,
-        )
-    return array.array("d", out)
-
-
 def row_for_view(
     view: VisitorView, ctx: Context, placement: Placement, index: int, now: float
 ) -> npt.NDArray[np.float64]:
@@ -319,6 +301,3 @@ def row_for_view(
     row[A0:X0] = placement.static_features[index]
     row[X0:] = cross_vector(view, ctx, placement.variants[index], now)
     return row
-
-
-assert len(_VF) == C0 and len(CROSS_FEATURES) == N_FEATURES - X0
