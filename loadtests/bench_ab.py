@@ -64,7 +64,7 @@ def worktree(ref: str | None) -> Iterator[Path]:
 def run_once(code: Path, redis_url: str, factory: Any, rate: int, seconds: float) -> dict[str, Any]:
     """Start the service from ``code``, warm it, measure one run at ``rate``."""
     with tempfile.TemporaryDirectory(prefix="persona-ab-data-") as data:
-        server = start_persona(redis_url, 1, "fast", Path(data), {1}, cwd=code)
+        server = start_persona(redis_url, 1, Path(data), {1}, cwd=code)
         try:
             measure(server, factory, 500, 3.0)
             cpu = cpu_seconds(server.proc.pid)
@@ -113,13 +113,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--before", required=True, help="git ref of version A")
     parser.add_argument("--after", help="git ref of version B (default: the working tree)")
+    parser.add_argument("--label", help="what version B is, for the page (default: its ref)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--profiles", type=int, default=20_000)
     parser.add_argument("--out", default=str(REPO_DIR / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    refs = {"before": args.before, "after": args.after or "working tree"}
+    refs = {"before": args.before, "after": args.label or args.after or "the working tree"}
     result: dict[str, Any] = {
         "command": "python -m loadtests.bench_ab --before "
         + args.before

@@ -3,9 +3,10 @@
     .venv/bin/python -m loadtests.bench_decide            # full run (~10 minutes)
     .venv/bin/python -m loadtests.bench_decide --quick    # smoke run
 
-Scenarios: Persona with one worker at 1,000 decisions/s (open loop), the same
-with redis-py on the hot path, saturation with 1 and 2 workers (stepped open-
-loop rates), and the trivial aiohttp floor measured in the same run.
+Scenarios: Persona with one worker at 1,000 decisions/s (open loop), saturation
+with 1 and 2 workers (stepped open-loop rates), and the trivial aiohttp floor
+measured in the same run. The figures replace the "decide" section of
+docs/benchmarks.md.
 Service-side quantiles come from the service's own histogram (the delta of
 /metrics over the run, interpolated within buckets).
 """
@@ -105,7 +106,6 @@ def _pin(cpus: set[int] | None) -> Any:
 def start_persona(
     redis_url: str,
     workers: int,
-    client: str,
     data_dir: Path,
     cpus: set[int] | None = None,
     extra_env: dict[str, str] | None = None,
@@ -119,7 +119,6 @@ def start_persona(
         PERSONA_REDIS_URL=redis_url,
         PERSONA_PORT=str(port),
         PERSONA_WORKERS=str(workers),
-        PERSONA_REDIS_CLIENT=client,
         PERSONA_COOKIE_SECRETS=SECRET,
         PERSONA_API_KEYS=API_KEY,
         PERSONA_DATA_DIR=str(data_dir),
@@ -317,6 +316,7 @@ def main() -> int:
         "profiles": count,
         "duration_s": duration,
         "command": "python -m loadtests.bench_decide" + (" --quick" if args.quick else ""),
+        "date": time.strftime("%Y-%m-%d"),
     }
     with tempfile.TemporaryDirectory(prefix="persona-bench-") as tmp:
         redis = LocalRedis(Path(tmp) / "redis", appendonly=True)
@@ -335,7 +335,7 @@ def main() -> int:
                 one = pin and workers == 1
                 os.sched_setaffinity(0, {0} if one else all_cpus)
                 server = start_persona(
-                    redis.url, workers, "fast", Path(tmp) / f"d{workers}", {1} if one else None
+                    redis.url, workers, Path(tmp) / f"d{workers}", {1} if one else None
                 )
                 try:
                     measure(server, factory, 500, 3.0)  # warm-up
@@ -345,13 +345,6 @@ def main() -> int:
                     results[f"saturation_{workers}w"] = saturation(server, factory, rates, step)
                 finally:
                     server.stop()
-            os.sched_setaffinity(0, {0} if pin else all_cpus)
-            server = start_persona(redis.url, 1, "redispy", Path(tmp) / "rp", {1} if pin else None)
-            try:
-                measure(server, factory, 500, 3.0)
-                results["redispy_1000"] = measure(server, factory, 1000, duration)
-            finally:
-                server.stop()
         finally:
             redis.stop()
     os.sched_setaffinity(0, {0} if pin else all_cpus)
@@ -370,10 +363,10 @@ def main() -> int:
     (out_dir / f"decide-{stamp}.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2)
     )
-    from loadtests.report import render
+    from loadtests.report import DECIDE_SECTION, render, replace_section
 
     out = Path(args.out)
-    out.write_text(render(results, out.read_text() if out.exists() else ""))
+    out.write_text(replace_section(out.read_text(), DECIDE_SECTION, render(results)))
     print(orjson.dumps({k: v for k, v in results.items() if k != "machine"}).decode())
     return 0
 

@@ -118,7 +118,7 @@ def main() -> int:
             os.sched_setaffinity(redis.process.pid, {0})
             os.sched_setaffinity(0, {0})
         try:
-            server = start_persona(redis.url, 1, "fast", Path(tmp) / "data", {1} if pin else None)
+            server = start_persona(redis.url, 1, Path(tmp) / "data", {1} if pin else None)
             try:
                 measure(server.port, events_factory(1), 200, 2.0)  # warm-up
                 results["batches_of_20"] = step(

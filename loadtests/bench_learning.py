@@ -50,7 +50,7 @@ def run(config: LoopConfig, workdir: Path) -> dict[str, Any]:
     redis = LocalRedis(workdir / "redis", appendonly=False)
     redis.start()
     env = {"PERSONA_SITE_SECRETS": SITE_SECRET, "PERSONA_API_KEYS": API_KEY}
-    server = start_persona(redis.url, 1, "fast", workdir / "data", extra_env=env)
+    server = start_persona(redis.url, 1, workdir / "data", extra_env=env)
     try:
         token = asyncio.run(_token(redis.url))
         report = asyncio.run(

@@ -335,7 +335,7 @@ def _new_visitor(index: int, world: World, rng: np.random.Generator, params: Sim
     raw = rng.gamma(1.0, size=len(all_tags))
     weights = {t: float(w) + 1e-3 for t, w in zip(all_tags, raw, strict=True)}
     tag_prefs = _tag_prefs(prefs, weights, world)
-    device = DEVICE_SHARES[_pick(rng, _DEVICE_CUM)][0]
+    device = draw_device(rng)
     sensitivity = float(rng.random())
     band = 1 if sensitivity > 0.6 else 2 if sensitivity > 0.2 else 3
     return Visitor(
@@ -454,11 +454,7 @@ def _history(
     for start in _session_starts(rng, now, params):
         t = start
         referrer = REFERRER_SHARES[_pick(rng, _REFERRER_CUM)][0]
-        device = (
-            visitor.device
-            if rng.random() < params.same_device_share
-            else (DEVICE_SHARES[_pick(rng, _DEVICE_CUM)][0])
-        )
+        device = visitor.device if rng.random() < params.same_device_share else (draw_device(rng))
         clicked = False
         n_pages = int(rng.geometric(0.35))
         for _ in range(n_pages):
@@ -554,11 +550,7 @@ def draw_context(
     page_type = pages[_pick(rng, _cumulative([w for _, w in pages]))][0]
     pref_cum = _cumulative([visitor.prefs[c] for c in world.categories])
     category = _page_category(visitor, page_type, world, rng, pref_cum, params)
-    device = (
-        visitor.device
-        if rng.random() < params.same_device_share
-        else (DEVICE_SHARES[_pick(rng, _DEVICE_CUM)][0])
-    )
+    device = visitor.device if rng.random() < params.same_device_share else (draw_device(rng))
     return Context(
         device=device,
         page_type=page_type,

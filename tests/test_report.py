@@ -15,25 +15,18 @@ def test_a_section_is_replaced_in_place_and_appended_when_missing() -> None:
     assert twice.count("<!-- events:begin -->") == 1
 
 
-def test_the_decide_page_carries_the_events_section_over() -> None:
-    old = replace_section("# old decide page\n", "events", "## Events\n\nkept\n")
-    kept = section(old, "events")
-    assert kept.startswith("<!-- events:begin -->") and "kept" in kept
-    assert section("# no section\n", "events") == ""
-
-
-def test_a_decide_render_keeps_both_events_sections() -> None:
+def test_a_benchmark_rewrites_its_own_section_and_leaves_the_findings() -> None:
     from pathlib import Path
 
     import orjson
 
-    from loadtests.report import EVENTS_SECTION, EVENTS_UNPINNED_SECTION, render
+    from loadtests.report import DECIDE_SECTION, EVENTS_SECTION, render
 
     decide_result = (Path(__file__).parent / "data" / "decide-result.json").read_bytes()
-
-    page = replace_section("# old\n", EVENTS_SECTION, "## Events\n\npinned figures\n")
-    page = replace_section(page, EVENTS_UNPINNED_SECTION, "### Unpinned\n\nfree figures\n")
-    fresh = render(orjson.loads(decide_result), page)
-    assert "# old" not in fresh  # the decide part is rewritten
-    assert "pinned figures" in fresh and "free figures" in fresh
-    assert fresh.index("pinned figures") < fresh.index("free figures")
+    page = replace_section("# Benchmarks\n", DECIDE_SECTION, "## The decision path\n\nold\n")
+    page += "\n### Findings\n\nwritten by people\n"
+    page = replace_section(page, EVENTS_SECTION, "## Events\n\npinned figures\n")
+    fresh = replace_section(page, DECIDE_SECTION, render(orjson.loads(decide_result)))
+    assert "\nold\n" not in fresh and "### Machine" in section(fresh, DECIDE_SECTION)
+    assert "written by people" in fresh and "pinned figures" in fresh
+    assert fresh.index("### Machine") < fresh.index("written by people") < fresh.index("pinned")

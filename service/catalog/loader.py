@@ -7,7 +7,6 @@ later the admin API's versioned store implements the same protocol.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
@@ -22,7 +21,6 @@ from service.catalog.model import Catalog, Placement, Variant, static_feature_ma
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # Python's "$" also matches before a final newline; "\Z" does not.
 ID_STRICT = ID_PATTERN[:-1] + r"\Z"
-_ID_RE = re.compile(ID_STRICT)
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_STRICT)]
 Category = Annotated[str, msgspec.Meta(pattern=ID_STRICT)]
@@ -194,8 +192,3 @@ class FileCatalogSource:
         except OSError as exc:
             raise CatalogError(f"cannot read catalog {self.path}: {exc.strerror}") from None
         return parse_catalog(raw, origin=str(self.path))
-
-
-def is_valid_id(value: str) -> bool:
-    """Whether ``value`` is a valid placement/variant/category id."""
-    return bool(_ID_RE.match(value))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-DEVICES = ("mobile", "tablet", "desktop")
-PAGE_TYPES = ("home", "category", "product", "cart", "search", "other")
 REFERRERS = ("search", "social", "direct", "email", "ads", "other")
 
 _SEARCH_HOSTS = ("google.", "bing.", "duckduckgo.", "yahoo.", "ecosia.", "baidu.", "yandex.")
