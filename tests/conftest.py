@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from service.app import create_app
 from service.http.server import Runner
 from service.keys import SETTINGS
-from service.local_redis import LocalRedis
+from service.local_redis import LocalRedis, free_port
 from service.settings import REPO_DIR, Settings
 
 SECRET = "test-secret-" + "x" * 32
@@ -132,3 +132,19 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a service started as a process: a private data folder and port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
+    env.update(
+        PERSONA_DATA_DIR=str(tmp_path / "data"),
+        PERSONA_CACHE_DIR=str(CACHE_DIR),
+        PERSONA_PORT=str(free_port()),
+        # these tests send bursts from one address; the limits have tests of their own
+        PERSONA_RATE_DECIDE_CLIENT_PER_S="0",
+        PERSONA_RATE_EVENTS_CLIENT_PER_S="0",
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    yield env

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +17,7 @@ import redis
 
 from service.features.profile import empty_profile, encode_profile
 from service.settings import DEFAULT_CATALOG
-from service.store.keyspace import profile_key
+from service.store.keyspace import PARTITIONS, log_key, profile_key
 
 DAY = 86400.0
 
@@ -87,3 +93,115 @@ async def wait_for_log(url: str, kind: str, n: int) -> dict[str, int]:
             return kinds
         await asyncio.sleep(0.01)
     raise AssertionError(f"expected {n} {kind} entries in the log, found {log_kinds(url)}")
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What a ``persona`` command printed and returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+_CLI_LOCK = threading.Lock()
+
+
+def run_persona(args: list[str], env: dict[str, str] | None = None) -> CliResult:
+    """Run the ``persona`` command in this process (its real entry point), with ``env``
+    set for its duration; from async code, call it with ``asyncio.to_thread``."""
+    from service.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _CLI_LOCK, _environment(env or {}), redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exc:  # argparse refusing the arguments
+            code = exc.code if isinstance(exc.code, int) else 2
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def tiny_bundle(tmp_path: Path, version: str) -> Path:
+    """A small model bundle of the current feature schema (5 trees on random rows)."""
+    """A small model of the service's schema that scores differently from the default."""
+    import lightgbm
+    import numpy as np
+
+    from service.features.schema import FEATURE_NAMES, schema_hash
+    from service.scoring.bundle import Manifest, file_sha256, write_manifest
+
+    rng = np.random.default_rng(3)
+    x = rng.random((2000, len(FEATURE_NAMES)))
+    y = (x[:, 0] + rng.random(2000) > 1.0).astype(float)
+    booster = lightgbm.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 20},
+        lightgbm.Dataset(x, label=y, feature_name=list(FEATURE_NAMES)),
+        num_boost_round=5,
+    )
+    folder = tmp_path / version
+    folder.mkdir()
+    booster.save_model(str(folder / "model.txt"))
+    write_manifest(
+        folder,
+        Manifest(
+            version=version,
+            feature_names=FEATURE_NAMES,
+            schema_hash=schema_hash(),
+            model_sha256=file_sha256(folder / "model.txt"),
+            objective="binary",
+            num_trees=5,
+            metrics={},
+            training={"source": "test"},
+            created_at="2026-12-01T00:00:00Z",
+        ),
+    )
+    return folder
+
+
+def exploring_catalog(tmp_path: Path) -> Path:
+    doc = orjson.loads(DEFAULT_CATALOG.read_bytes())
+    for p in doc["placements"]:
+        p["explore_share"], p["holdout_share"] = 0.5, 0.0
+    path = tmp_path / "catalog.json"
+    path.write_bytes(orjson.dumps(doc))
+    return path
+
+
+def logged_decisions(url: str) -> list[dict[str, Any]]:
+    """Every decision entry of the log, with its visitor and partition."""
+    r = redis.Redis.from_url(url)
+    out = []
+    for p in range(PARTITIONS):
+        for _, fields in r.xrange(log_key(p)):
+            e = orjson.loads(fields[b"e"])
+            if e["type"] == "decision":
+                out.append({**e, "_visitor": fields[b"v"].decode(), "_partition": p})
+    r.close()
+    return out
+
+
+# Debian's chromium, driven by Playwright (no browser download): its flags here
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]

@@ -1,4 +1,4 @@
-"""The service as a real process on a private Redis, with an admin token (for end-to-end tests)."""
+"""The service as a real process: starting it on a private Redis, waiting for it, its children."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 from service.admin.tokens import TokenStore
 from service.local_redis import LocalRedis
 from service.settings import REPO_DIR
 from service.store.address import redis_client_for
 from tests.conftest import API_KEY, SECRET
-from tests.test_cli_and_processes import wait_ready
 
 
 @dataclass(frozen=True)
@@ -61,3 +64,47 @@ def served(
         proc.terminate()
         proc.wait(timeout=30)
         redis.stop()
+
+
+def wait_ready(
+    port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120
+) -> dict[str, object]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                body: dict[str, object] = orjson.loads(r.read())
+                return body
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("service did not become ready")
+
+
+def post_decide(port: int) -> dict[str, object]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/decide", data=b'{"placements": ["home-hero"]}', method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        body: dict[str, object] = orjson.loads(r.read())
+        return body
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

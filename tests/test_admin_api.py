@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from typing import Any
 
 import orjson
@@ -14,10 +11,9 @@ import redis
 import redis.asyncio as aioredis
 
 from service.admin.tokens import TokenStore
-from service.settings import REPO_DIR
 from service.store.keyspace import ADMIN_TOKENS, CONFIG_VERSIONS
 from tests.conftest import SERVER
-from tests.helpers import fan_profile, store_profile
+from tests.helpers import fan_profile, run_persona, store_profile
 
 ALL = ["config:read", "config:write", "publish", "models", "privacy"]
 
@@ -69,43 +65,21 @@ async def test_every_admin_route_checks_the_token_and_its_scope(
 
 
 def test_tokens_come_from_the_cli_and_are_stored_only_as_hashes(redis_url: str) -> None:
-    env = {**os.environ, "PERSONA_REDIS_URL": redis_url}
-    cmd = [sys.executable, "-m", "service", "admin-token"]
-    created = subprocess.run(
-        [*cmd, "create", "--name", "ana", "--scope", "config:read", "--scope", "publish"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=env,
-        timeout=60,
-    )
+    env = {"PERSONA_REDIS_URL": redis_url}
+    cmd = ["admin-token"]
+    created = run_persona([*cmd, "create", "--name", "ana", "--scope", "config:read",
+                           "--scope", "publish"], env)  # fmt: skip
     assert created.returncode == 0, created.stderr
     plain = created.stdout.strip()
     assert plain.startswith("pst_") and len(plain) == 47
-    listed = subprocess.run(
-        [*cmd, "list"], capture_output=True, text=True, cwd=REPO_DIR, env=env, timeout=60
-    )
+    listed = run_persona([*cmd, "list"], env)
     assert listed.stdout.strip() == "ana\tconfig:read,publish"
     r = redis.Redis.from_url(redis_url)
     dump = b"".join(k + v for k, v in r.hgetall(ADMIN_TOKENS).items())
     assert plain.encode() not in dump and b"ana" in dump
-    bad = subprocess.run(
-        [*cmd, "create", "--name", "x", "--scope", "root"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=env,
-        timeout=60,
-    )
+    bad = run_persona([*cmd, "create", "--name", "x", "--scope", "root"], env)
     assert bad.returncode != 0 and "invalid choice" in bad.stderr
-    revoked = subprocess.run(
-        [*cmd, "revoke", "--name", "ana"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=env,
-        timeout=60,
-    )
+    revoked = run_persona([*cmd, "revoke", "--name", "ana"], env)
     assert revoked.returncode == 0 and r.hlen(ADMIN_TOKENS) == 0
     r.close()
 

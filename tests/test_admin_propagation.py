@@ -10,9 +10,6 @@ from typing import Any
 import orjson
 
 from tests.served import served
-from tests.test_cli_and_processes import service_env
-
-__all__ = ["service_env"]  # the fixture, re-used
 
 
 def call(port: int, method: str, path: str, body: Any = None, token: str | None = None) -> Any:

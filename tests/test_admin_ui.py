@@ -18,20 +18,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from service.settings import REPO_DIR
 from tests.conftest import SERVER
+from tests.helpers import CHROMIUM, FLAGS
 from tests.served import Served, served
-from tests.test_cli_and_processes import service_env
-
-__all__ = ["service_env"]
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture

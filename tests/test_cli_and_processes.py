@@ -8,106 +8,34 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
-import pytest
 
-from service.local_redis import LocalRedis, free_port
+from service.local_redis import LocalRedis
 from service.settings import REPO_DIR, SPECS
-from tests.conftest import API_KEY, CACHE_DIR, SECRET, SERVER
-from tests.helpers import fan_profile, store_profile
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_DIR,
-        env=env,
-    )
+from tests.conftest import API_KEY, SECRET, SERVER
+from tests.helpers import fan_profile, run_persona, store_profile
+from tests.served import children, cmdline, post_decide, wait_ready
 
 
 def test_help_documents_every_option_and_variable() -> None:
-    out = run_cli("serve", "--help").stdout
+    out = run_persona(["serve", "--help"]).stdout
     for spec in SPECS:
         assert spec.option in out and spec.env in out, spec.env
-    top = run_cli("--help").stdout
+    top = run_persona(["--help"]).stdout
     assert "serve" in top and "compile-model" in top
 
 
 def test_bad_setting_stops_the_service_naming_the_variable() -> None:
-    env = {**os.environ, "PERSONA_PORT": "eighty"}
-    result = run_cli(env=env)
+    result = run_persona([], {"PERSONA_PORT": "eighty"})
     assert result.returncode == 2
     assert "PERSONA_PORT='eighty'" in result.stderr
 
 
 def test_settings_table_lists_every_variable() -> None:
-    out = run_cli("settings").stdout
+    out = run_persona(["settings"]).stdout
     assert all(f"`{spec.env}`" in out for spec in SPECS)
-
-
-def wait_ready(
-    port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120
-) -> dict[str, object]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else b""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                body: dict[str, object] = orjson.loads(r.read())
-                return body
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("service did not become ready")
-
-
-def post_decide(port: int) -> dict[str, object]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/decide", data=b'{"placements": ["home-hero"]}', method="POST"
-    )
-    with urllib.request.urlopen(req, timeout=5) as r:
-        body: dict[str, object] = orjson.loads(r.read())
-        return body
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-@pytest.fixture
-def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
-    env.update(
-        PERSONA_DATA_DIR=str(tmp_path / "data"),
-        PERSONA_CACHE_DIR=str(CACHE_DIR),
-        PERSONA_PORT=str(free_port()),
-        # these tests send bursts from one address; the limits have tests of their own
-        PERSONA_RATE_DECIDE_CLIENT_PER_S="0",
-        PERSONA_RATE_EVENTS_CLIENT_PER_S="0",
-    )
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    yield env
 
 
 def test_without_redis_url_a_private_redis_with_aof_is_started_and_stopped(

@@ -16,23 +16,16 @@ from service.decide.record import context_of
 from service.features.builder import rows_for_view, visitor_view
 from service.features.profile import decode_profile
 from service.keys import LIVE
-from service.store.keyspace import PARTITIONS, log_key, partition, profile_key
-from tests.helpers import catalog_without_randomness, fan_profile, store_profile
-from tests.test_train_from_log import exploring_catalog
+from service.store.keyspace import log_key, partition, profile_key
+from tests.helpers import (
+    catalog_without_randomness,
+    exploring_catalog,
+    fan_profile,
+    logged_decisions,
+    store_profile,
+)
 
 VID = "logged-visitor-0000000001"
-
-
-def logged_decisions(url: str) -> list[dict[str, Any]]:
-    r = redis.Redis.from_url(url)
-    out = []
-    for p in range(PARTITIONS):
-        for _, fields in r.xrange(log_key(p)):
-            e = orjson.loads(fields[b"e"])
-            if e["type"] == "decision":
-                out.append({**e, "_visitor": fields[b"v"].decode(), "_partition": p})
-    r.close()
-    return out
 
 
 async def wait_logged(url: str, n: int) -> list[dict[str, Any]]:

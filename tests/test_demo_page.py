@@ -14,11 +14,9 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from service.settings import DEFAULT_CATALOG
+from tests.helpers import CHROMIUM, FLAGS
 from tests.served import Served, served
-from tests.test_admin_ui import CHROMIUM, FLAGS
-from tests.test_cli_and_processes import service_env
 
-__all__ = ["service_env"]
 SLOTS = ("home-hero", "sidebar-offer")
 
 

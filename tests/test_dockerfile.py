@@ -25,6 +25,7 @@ import pytest
 
 from service.cli import build_parser
 from service.settings import REPO_DIR
+from tests.helpers import run_persona
 
 DOCKERFILE = (REPO_DIR / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((REPO_DIR / "pyproject.toml").read_text())
@@ -177,26 +178,13 @@ def test_every_command_the_dockerfile_runs_exists() -> None:
 
 
 def test_compile_model_help_runs() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "compile-model", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_DIR,
-    )
+    result = run_persona(["compile-model", "--help"])
     assert result.returncode == 0 and "PERSONA_CACHE_DIR" in result.stdout
 
 
 @pytest.mark.slow
 def test_compile_model_command_really_compiles(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "compile-model"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO_DIR,
-        env={**os.environ, "PERSONA_CACHE_DIR": str(tmp_path)},
-    )
+    result = run_persona(["compile-model"], {"PERSONA_CACHE_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.glob("*.so"))
 

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from service.events.export import export_once, write_part
 from service.events.log import LogReader
 from service.settings import REPO_DIR
+from tests.helpers import run_persona
 
 
 def batch(n: int, start: int = 0) -> bytes:
@@ -154,15 +155,7 @@ async def test_export_process_killed_mid_batch_loses_and_doubles_nothing(
 
 
 def test_export_command(redis_url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "PERSONA_REDIS_URL": redis_url}
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "export-log", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_DIR,
-        env=env,
-    )
+    result = run_persona(["export-log", "--out", str(tmp_path)], {"PERSONA_REDIS_URL": redis_url})
     assert result.returncode == 0, result.stderr
     assert "exported 0 events" in result.stdout
 

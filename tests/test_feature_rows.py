@@ -121,7 +121,7 @@ def test_unknown_visitor_scores_are_kept_per_context_and_model(
     from service.scoring.bundle import load_bundle
     from service.scoring.predictor import BoosterPredictor
     from service.settings import DEFAULT_MODEL_DIR
-    from tests.test_model_registry import tiny_bundle
+    from tests.helpers import tiny_bundle
 
     placement = catalog.placements["home-hero"]
     models = []

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 
 from service.settings import REPO_DIR
-from tests.test_cli_and_processes import service_env
 
-__all__ = ["service_env"]
 HERO = b'{"placements": ["home-hero"]}'
 
 

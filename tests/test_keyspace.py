@@ -21,8 +21,13 @@ from service.settings import REPO_DIR
 from service.store.address import redis_client_for
 from service.store.keyspace import ALIAS_MAX_DEPTH, describe, profile_key, spec_of
 from tests.conftest import SITE_SECRET
-from tests.helpers import catalog_without_randomness, cookie_visitor, fan_profile, store_profile
-from tests.test_model_registry import tiny_bundle
+from tests.helpers import (
+    catalog_without_randomness,
+    cookie_visitor,
+    fan_profile,
+    store_profile,
+    tiny_bundle,
+)
 
 KEYS = CustomerKeys("customer-key-" + "k" * 32, (SITE_SECRET,))
 CUSTOMER = "keyspace-customer@example.com"

@@ -12,9 +12,6 @@ from models.live import LIVE_PARAMS
 from models.loop import LoopConfig, run_loop
 from tests.conftest import API_KEY, SITE_SECRET
 from tests.served import served
-from tests.test_cli_and_processes import service_env
-
-__all__ = ["service_env"]
 
 
 def test_one_turn_of_the_loop_beats_the_bundled_model_on_the_same_requests(

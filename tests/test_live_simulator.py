@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,9 @@ import redis
 
 from models.live import Simulation
 from service.features.context import Context
-from service.settings import REPO_DIR
 from service.store.keyspace import profile_key
 from tests.conftest import API_KEY, SITE_SECRET
-from tests.helpers import wait_for_log
+from tests.helpers import run_persona, wait_for_log
 
 
 def _alias(r: redis.Redis, visitor_id: str) -> str | None:
@@ -105,21 +103,11 @@ def test_ratings_follow_relevance() -> None:
 
 
 async def _simulate_command(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run ``python -m service simulate`` and return its summary."""
-    done = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service",
-        "simulate",
-        *args,
-        cwd=REPO_DIR,
-        env={"PATH": "/usr/bin:/bin", **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(done.communicate(), 120)
-    assert done.returncode == 0, err.decode()
-    report: dict[str, Any] = orjson.loads(out)
+    """Run ``persona simulate`` in this process and return its summary."""
+    quiet = {"PERSONA_API_KEYS": "", "PERSONA_SITE_SECRETS": "", "PERSONA_DATA_DIR": ".persona"}
+    done = await asyncio.to_thread(run_persona, ["simulate", *args], {**quiet, **env})
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = orjson.loads(done.stdout)
     return report
 
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +12,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from service.admin.tokens import TokenStore
-from service.settings import DEFAULT_MODEL_DIR, REPO_DIR
+from service.settings import DEFAULT_MODEL_DIR
+from tests.helpers import (
+    CliResult,
+    catalog_without_randomness,
+    fan_profile,
+    logged_decisions,
+    run_persona,
+    store_profile,
+    tiny_bundle,
+)
 
 
 def bundle_copy(tmp_path: Path, version: str, **manifest_changes: Any) -> Path:
@@ -27,14 +33,9 @@ def bundle_copy(tmp_path: Path, version: str, **manifest_changes: Any) -> Path:
     return folder
 
 
-def register(redis_url: str, folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service", "model", "register", "--dir", str(folder)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env={**os.environ, "PERSONA_REDIS_URL": redis_url},
-        timeout=120,
+def register(redis_url: str, folder: Path) -> CliResult:
+    return run_persona(
+        ["model", "register", "--dir", str(folder)], {"PERSONA_REDIS_URL": redis_url}
     )
 
 
@@ -107,49 +108,10 @@ async def test_activate_and_roll_back_under_load_without_a_failed_request(
     assert unknown.status == 404
 
 
-def tiny_bundle(tmp_path: Path, version: str) -> Path:
-    """A small model of the service's schema that scores differently from the default."""
-    import lightgbm
-    import numpy as np
-
-    from service.features.schema import FEATURE_NAMES, schema_hash
-    from service.scoring.bundle import Manifest, file_sha256, write_manifest
-
-    rng = np.random.default_rng(3)
-    x = rng.random((2000, len(FEATURE_NAMES)))
-    y = (x[:, 0] + rng.random(2000) > 1.0).astype(float)
-    booster = lightgbm.train(
-        {"objective": "binary", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 20},
-        lightgbm.Dataset(x, label=y, feature_name=list(FEATURE_NAMES)),
-        num_boost_round=5,
-    )
-    folder = tmp_path / version
-    folder.mkdir()
-    booster.save_model(str(folder / "model.txt"))
-    write_manifest(
-        folder,
-        Manifest(
-            version=version,
-            feature_names=FEATURE_NAMES,
-            schema_hash=schema_hash(),
-            model_sha256=file_sha256(folder / "model.txt"),
-            objective="binary",
-            num_trees=5,
-            metrics={},
-            training={"source": "test"},
-            created_at="2026-12-01T00:00:00Z",
-        ),
-    )
-    return folder
-
-
 async def test_a_shadow_model_is_scored_and_logged_but_never_shown(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     import lightgbm
-
-    from tests.helpers import catalog_without_randomness, fan_profile, store_profile
-    from tests.test_decision_log import logged_decisions
 
     folder = tiny_bundle(tmp_path, "tiny-shadow")
     assert (await asyncio.to_thread(register, redis_url, folder)).returncode == 0

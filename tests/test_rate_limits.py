@@ -16,9 +16,8 @@ from service.local_redis import LocalRedis
 from service.ratelimit import RateTable, Rule, per_second
 from service.settings import REPO_DIR
 from tests.conftest import API_KEY, SECRET, SERVER
-from tests.test_cli_and_processes import service_env, wait_ready
+from tests.served import wait_ready
 
-__all__ = ["service_env"]
 HERO = b'{"placements": ["home-hero"]}'
 
 

@@ -22,9 +22,7 @@ import pytest
 
 from tests.conftest import API_KEY
 from tests.served import Served, served
-from tests.test_cli_and_processes import service_env
 
-__all__ = ["service_env"]
 SCOPES = ["config:read", "config:write", "publish", "models", "privacy"]
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,33 +26,23 @@ from service.decide.record import context_of
 from service.features.builder import row_for_view, rows_for_view, visitor_view
 from service.scoring.bundle import load_bundle
 from service.scoring.predictor import COMPILED_DIR, compiled_cache_path, load_predictor
-from service.settings import DEFAULT_CATALOG, REPO_DIR
-from tests.helpers import fan_profile, store_profile, wait_for_log
+from service.settings import DEFAULT_CATALOG
+from tests.helpers import (
+    CliResult,
+    exploring_catalog,
+    fan_profile,
+    run_persona,
+    store_profile,
+    wait_for_log,
+)
 
 CATEGORIES = ["running", "hiking", "cycling", "yoga", "camping"]
 DEMO = orjson.loads(DEFAULT_CATALOG.read_bytes())
 
 
-async def persona(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m service <args>`` off the event loop."""
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "service", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_DIR,
-        env=env,
-        timeout=300,
-    )
-
-
-def exploring_catalog(tmp_path: Path) -> Path:
-    doc = orjson.loads(orjson.dumps(DEMO))
-    for p in doc["placements"]:
-        p["explore_share"], p["holdout_share"] = 0.5, 0.0
-    path = tmp_path / "catalog.json"
-    path.write_bytes(orjson.dumps(doc))
-    return path
+async def persona(args: list[str], env: dict[str, str]) -> CliResult:
+    """Run the ``persona`` command in this process, off the event loop."""
+    return await asyncio.to_thread(run_persona, args, env)
 
 
 async def drive_traffic(
