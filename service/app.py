@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -91,11 +92,12 @@ def create_app(
     catalog_source: CatalogSource | None = None,
     clock: Callable[[], float] = time.time,
     rate_table: RateTable | None = None,
+    metrics_dir: Path | None = None,
 ) -> web.Application:
     """Build the service. ``settings.redis_url`` and the secrets must be set.
 
     ``rate_table`` is the rate-limit table shared by the host's workers (a
-    private one when absent).
+    private one when absent); ``metrics_dir`` the folder where their metrics meet.
     """
     if settings.redis_url is None:
         raise ValueError("settings.redis_url must be set (the CLI starts a Redis if needed)")
@@ -103,7 +105,9 @@ def create_app(
     quiet_malformed_requests()
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge])
     app[SETTINGS] = settings
-    metrics = app[METRICS] = Metrics(registry if registry is not None else CollectorRegistry())
+    metrics = app[METRICS] = Metrics(
+        registry if registry is not None else CollectorRegistry(), metrics_dir
+    )
     app[SIGNER] = CookieSigner(settings.cookie_secrets, settings.cookie_max_age_s)
     if settings.customer_id_key is None or not settings.site_secrets:
         raise ValueError("settings.customer_id_key and settings.site_secrets must be set")

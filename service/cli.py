@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.admin import cli as admin_cli
@@ -469,8 +470,10 @@ def _serve(settings: Settings) -> int:
             )
             return 0
         with tempfile.TemporaryDirectory(prefix="persona-metrics-") as shared:
+            # prometheus-client's multiprocess mode is chosen by this variable, which the
+            # spawned workers inherit; they are also told the folder itself
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
-            return serve_workers(settings, announce)
+            return serve_workers(settings, announce, Path(shared))
     except PortUnavailable as exc:
         print(f"persona: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ registry so tests never share state.
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
@@ -88,17 +88,15 @@ COOKIE_OUTCOMES = (
 )
 
 
-def multiprocess_dir() -> str | None:
-    """The shared metrics folder when several workers serve (set by the CLI)."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
 class Metrics:
     """The service's metrics, bound to one registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, shared_dir: Path | None = None) -> None:
+        """``shared_dir``: the folder where several workers' metrics meet (prometheus-client's
+        multiprocess mode, which the CLI turns on for them), or ``None`` for one process."""
         disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double the output for no use here
         self.registry = registry
+        self.shared_dir = shared_dir
         r = registry
         self.request_seconds = Histogram(
             "persona_http_request_duration_seconds",

@@ -54,13 +54,14 @@ async def serve_until_signal(
     reuse_port: bool,
     rate_table: RateTable | None = None,
     on_listening: Callable[[], None] | None = None,
+    metrics_dir: Path | None = None,
 ) -> None:
     """Serve ``create_app(settings)`` until SIGTERM or SIGINT.
 
     Raises :class:`PortUnavailable` before anything starts when the port is taken.
     """
     sock = listen(settings.host, settings.port, reuse_port)
-    app = create_app(settings, rate_table=rate_table)
+    app = create_app(settings, rate_table=rate_table, metrics_dir=metrics_dir)
     runner = Runner(
         app,
         header_timeout_s=settings.http_header_timeout_s,
@@ -92,6 +93,7 @@ class Shared:
     rate_path: Path
     rate_lock: Lock
     reports: Any  # a multiprocessing queue of (status, worker index, message)
+    metrics_dir: Path
 
 
 def _worker_main(settings: Settings, index: int, shared: Shared) -> None:
@@ -106,14 +108,17 @@ def _worker_main(settings: Settings, index: int, shared: Shared) -> None:
 
     try:
         run_loop(
-            lambda: serve_until_signal(settings, True, table, on_listening=ready), settings.uvloop
+            lambda: serve_until_signal(
+                settings, True, table, on_listening=ready, metrics_dir=shared.metrics_dir
+            ),
+            settings.uvloop,
         )
     except PortUnavailable as exc:
         shared.reports.put(("failed", index, str(exc)))
         raise SystemExit(WORKER_CANNOT_LISTEN) from None
 
 
-def serve_workers(settings: Settings, on_ready: Callable[[], None]) -> int:
+def serve_workers(settings: Settings, on_ready: Callable[[], None], metrics_dir: Path) -> int:
     """Run ``settings.workers`` processes on one port, restarting any that crash.
 
     Returns the exit status: 0 after a signal, 2 when the workers could not
@@ -124,7 +129,7 @@ def serve_workers(settings: Settings, on_ready: Callable[[], None]) -> int:
     with tempfile.TemporaryDirectory(prefix="persona-shared-") as folder:
         rate_path = Path(folder) / "ratelimit"
         RateTable.create_file(rate_path)
-        shared = Shared(rate_path, ctx.Lock(), ctx.Queue())
+        shared = Shared(rate_path, ctx.Lock(), ctx.Queue(), metrics_dir)
         return _supervise(settings, ctx, shared, on_ready)
 
 
@@ -157,7 +162,7 @@ def _supervise(settings: Settings, ctx: Any, shared: Shared, on_ready: Callable[
         for index, proc in list(workers.items()):
             if proc.is_alive() or stopping:
                 continue
-            _mark_dead(proc.pid)
+            _mark_dead(proc.pid, shared.metrics_dir)
             now = time.monotonic()
             restarts = [t for t in restarts if now - t < 60] + [now]
             if len(restarts) > 5 * settings.workers:
@@ -206,8 +211,8 @@ def _drain(shared: Shared) -> None:
             log.error("worker %d cannot listen: %s", index, message)
 
 
-def _mark_dead(pid: int | None) -> None:
+def _mark_dead(pid: int | None, metrics_dir: Path) -> None:
     from prometheus_client import multiprocess
 
-    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+    if pid is not None:
+        multiprocess.mark_process_dead(pid, str(metrics_dir))  # type: ignore[no-untyped-call]

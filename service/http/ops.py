@@ -11,7 +11,6 @@ from redis.exceptions import RedisError
 
 from service.http.middleware import PAGE_HEADERS, json_response
 from service.keys import LIVE, METRICS, REDIS
-from service.metrics import multiprocess_dir
 from service.settings import PACKAGE_DIR
 
 STATIC_DIR = PACKAGE_DIR / "static"
@@ -48,13 +47,13 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format (aggregated over workers when several serve)."""
-    request.app[METRICS].flush()  # this process's tallies; other workers flush every second
-    shared = multiprocess_dir()
-    if shared is not None:
+    metrics = request.app[METRICS]
+    metrics.flush()  # this process's tallies; other workers flush every second
+    if metrics.shared_dir is not None:
         registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+        prom_multiprocess.MultiProcessCollector(registry, path=str(metrics.shared_dir))  # type: ignore[no-untyped-call]
     else:
-        registry = request.app[METRICS].registry
+        registry = metrics.registry
     response = web.Response(body=generate_latest(registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
