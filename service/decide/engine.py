@@ -130,8 +130,7 @@ class DecisionEngine:
                 req.identity.visitor_id, started
             )
         vid = req.identity.visitor_id
-        view: VisitorView | None = None
-        facts: Callable[[], Facts] = dict
+        inputs: Inputs | None = None  # the same for every placement: built once, when needed
         features_s = score_s = 0.0
         decisions: list[Decision] = []
         deadline = started + self._config.deadline_s
@@ -147,20 +146,19 @@ class DecisionEngine:
                 late = default_decision(placement, "fallback", "deadline", decision_id, snap.model)
                 decisions.append(self._counted(late))
                 continue
-            if view is None:
+            if inputs is None:
                 view = visitor_view(profile, now, self._config.half_life_s)
-                facts = _facts_once(view, req.context)  # shared by the request's slots
-            inputs = Inputs(
-                view=view,
-                facts=facts,
-                context=req.context,
-                visitor_id=req.identity.visitor_id,
-                now=now,
-                holdout_seed=self._config.holdout_seed,
-                failure=reason,
-                include_scores=req.include_scores,
-                explain=explain,
-            )
+                inputs = Inputs(
+                    view=view,
+                    facts=_facts_once(view, req.context),
+                    context=req.context,
+                    visitor_id=vid,
+                    now=now,
+                    holdout_seed=self._config.holdout_seed,
+                    failure=reason,
+                    include_scores=req.include_scores,
+                    explain=explain,
+                )
             outcome = decide_placement(snap, placement, inputs, decision_id, self._rng.random())
             spent = perf_counter() - t0
             cost = self._cost_s

@@ -176,6 +176,12 @@ def alias_of(raw: bytes | str | None) -> str | None:
     """The profile id a stored profile record points to, if it is an alias."""
     if raw is None:
         return None
+    if isinstance(raw, str):
+        raw = raw.encode()
+    # an alias record is written as {"alias": ...} and nothing else starts so: a profile
+    # (a kilobyte of JSON, read on every decision) is not decoded here
+    if not raw.startswith(b'{"alias"'):
+        return None
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError:
