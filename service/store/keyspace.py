@@ -42,7 +42,8 @@ def tag(visitor_id: str) -> str:
 
 def profile_key(visitor_id: str) -> str:
     """The person's profile (JSON), or an alias to a customer profile."""
-    return f"{tag(visitor_id)}profile:{visitor_id}"
+    # written out (not through tag()): it is built on every decision
+    return f"persona:{{p{zlib.crc32(visitor_id.encode()) % PARTITIONS:02d}}}:profile:{visitor_id}"
 
 
 def seen_key(visitor_id: str) -> str:
@@ -190,17 +191,19 @@ def alias_of(raw: bytes | str | None) -> str | None:
     return target if isinstance(target, str) else None
 
 
-async def follow_alias(visitor_id: str, read: Callable[[str], Awaitable[Any]]) -> tuple[str, Any]:
+async def follow_alias(
+    visitor_id: str, read: Callable[[str], Awaitable[Any]], links: int = ALIAS_MAX_DEPTH
+) -> tuple[str, Any]:
     """The profile id a visitor resolves to and its stored record, following aliases.
 
-    ``read(key)`` returns a profile key's stored value. At most
-    :data:`ALIAS_MAX_DEPTH` links are followed; past that (or in a cycle) the
+    ``read(key)`` returns a profile key's stored value. At most ``links``
+    (:data:`ALIAS_MAX_DEPTH`) links are followed; past that (or in a cycle) the
     last record read is returned as it is, which no reader takes for a profile.
     """
     current = visitor_id
     raw = await read(profile_key(current))
     seen = {current}
-    for _ in range(ALIAS_MAX_DEPTH):
+    for _ in range(links):
         target = alias_of(raw)
         if target is None or target in seen:
             break

@@ -13,7 +13,7 @@ from typing import Protocol, cast
 
 from service.store.breaker import Breaker
 from service.store.errors import StoreError, StoreTimeout, StoreUnavailable
-from service.store.keyspace import follow_alias
+from service.store.keyspace import ALIAS_MAX_DEPTH, alias_of, follow_alias, profile_key
 from service.store.resp import PipelinedConnection, encode_command
 
 
@@ -58,8 +58,14 @@ class ProfileStore:
         """The person's stored profile record, following a device's link to its customer
         profile; every read ends by ``deadline`` (``perf_counter`` seconds) or raises a
         StoreError."""
-        _, value = await follow_alias(visitor_id, lambda key: self._get(key, deadline))
-        return cast(bytes | None, value)
+        raw = await self._get(profile_key(visitor_id), deadline)
+        target = alias_of(raw)
+        if target is None:  # nearly always: the visitor's own profile, one read
+            return raw
+        _, raw = await follow_alias(
+            target, lambda key: self._get(key, deadline), links=ALIAS_MAX_DEPTH - 1
+        )
+        return cast(bytes | None, raw)
 
     async def _get(self, key: str, deadline: float) -> bytes | None:
         if not self.breaker.allow():
