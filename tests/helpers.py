@@ -20,6 +20,9 @@ from service.settings import DEFAULT_CATALOG
 from service.store.keyspace import PARTITIONS, log_key, profile_key
 
 DAY = 86400.0
+# for tests that count every decision: a VM stall of tens of ms must not turn one
+# into a (correct) deadline fallback; the deadline has tests of its own
+PATIENT: dict[str, Any] = {"decide_deadline_ms": 2000.0, "redis_timeout_ms": 1000.0}
 
 
 def fan_profile(

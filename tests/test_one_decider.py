@@ -13,7 +13,7 @@ from models.simulator import REFERENCE_NOW, SimParams, make_population, make_wor
 from service.admin.tokens import TokenStore
 from service.settings import DEFAULT_CATALOG
 from service.store.address import redis_client_for
-from tests.helpers import store_profile
+from tests.helpers import PATIENT, store_profile
 
 PAIRS = 1000
 
@@ -45,7 +45,9 @@ async def test_preview_and_decide_agree_on_holdout_exploration_and_choice(
     token = await TokenStore(client).create("dpo", ["config:read", "privacy"])
     await client.aclose()
     auth = {"Authorization": f"Bearer {token}"}
-    server = await app_client(make_settings(catalog_path=exploring_catalog(tmp_path)), server=True)
+    server = await app_client(
+        make_settings(catalog_path=exploring_catalog(tmp_path), **PATIENT), server=True
+    )
     pick = random.Random(9)
     policies: dict[str, int] = {}
     for _ in range(PAIRS):

@@ -28,6 +28,7 @@ from service.scoring.bundle import load_bundle
 from service.scoring.predictor import COMPILED_DIR, compiled_cache_path, load_predictor
 from service.settings import DEFAULT_CATALOG
 from tests.helpers import (
+    PATIENT,
     CliResult,
     exploring_catalog,
     fan_profile,
@@ -86,7 +87,7 @@ async def test_train_from_logged_decisions_and_clicks(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     catalog_path = exploring_catalog(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path), server=True)
+    client = await app_client(make_settings(catalog_path=catalog_path, **PATIENT), server=True)
     decisions, clicks = await drive_traffic(client, redis_url, catalog_path, 1500)
     r = aioredis.Redis.from_url(redis_url)
     entries = await read_log(r, since=0.0)
@@ -137,7 +138,7 @@ async def test_evaluate_ranks_the_candidate_above_random_and_flags_by_margin(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     catalog_path = exploring_catalog(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path), server=True)
+    client = await app_client(make_settings(catalog_path=catalog_path, **PATIENT), server=True)
     decisions, _ = await drive_traffic(client, redis_url, catalog_path, 1500, seed=9)
     r = aioredis.Redis.from_url(redis_url)
     entries = await read_log(r, since=0.0)
@@ -178,7 +179,7 @@ async def test_rows_do_not_depend_on_the_order_the_log_is_read_in(
     app_client: Any, make_settings: Any, redis_url: str, tmp_path: Path
 ) -> None:
     catalog_path = exploring_catalog(tmp_path)
-    client = await app_client(make_settings(catalog_path=catalog_path), server=True)
+    client = await app_client(make_settings(catalog_path=catalog_path, **PATIENT), server=True)
     await drive_traffic(client, redis_url, catalog_path, 300, seed=4)
     r = aioredis.Redis.from_url(redis_url)
     entries = await read_log(r, since=0.0)
