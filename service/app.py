@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from service import sdk
 from service.admin import models as model_registry
 from service.admin import propagate
 from service.admin import routes as admin_routes
@@ -29,8 +30,9 @@ from service.events import monitor as log_monitor
 from service.events.ingest import Ingestor
 from service.events.store import EventWriter, WriteConfig
 from service.features.schema import schema_hash
-from service.http import decide, ops
+from service.http import decide, demo, me, ops
 from service.http import events as events_http
+from service.http import sdk as sdk_http
 from service.http.guard import GUARD, Guard, Rules
 from service.http.middleware import edge
 from service.http.server import quiet_malformed_requests
@@ -105,6 +107,7 @@ def create_app(
     quiet_malformed_requests()
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge])
     app[SETTINGS] = settings
+    app[sdk_http.SCRIPT] = sdk.Script.load()
     metrics = app[METRICS] = Metrics(
         registry if registry is not None else CollectorRegistry(), metrics_dir
     )
@@ -228,9 +231,10 @@ def create_app(
     app.router.add_get("/readyz", ops.readyz)
     app.router.add_get("/metrics", ops.metrics)
     app.router.add_get("/openapi.json", ops.openapi)
-    app.router.add_get("/demo", ops.demo)
+    app.router.add_get("/v1/me", me.get_me)
     app.router.add_get("/admin", ops.admin)
     app.router.add_get("/static/{name}", ops.static)
-    app.router.add_get("/", ops.index)
+    app.router.add_get(sdk.PATH, sdk_http.script)
+    demo.add_routes(app)
     admin_routes.add_routes(app)
     return app

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="run the service (the default command)",
-        description="Run the service: API, metrics and demo page.",
+        description="Run the service: API, metrics, web SDK and demo shop.",
     )
     _add_setting_options(serve)
     comp = sub.add_parser(
@@ -456,7 +456,7 @@ def _serve(settings: Settings) -> int:
             f"Persona is serving on {base} ({settings.workers} worker(s))\n"
             f"  API:      POST {base}/v1/decide   (OpenAPI: {base}/openapi.json)\n"
             f"  metrics:  {base}/metrics   health: {base}/healthz   ready: {base}/readyz\n"
-            f"  demo:     {base}/demo   workspace: {base}/admin\n"
+            f"  demo shop: {base}/demo/   workspace: {base}/admin   SDK: {base}/sdk/v1/persona.js\n"
             f"  Redis:    {redis_shown}\n"
             "Press Ctrl+C to stop.",
             flush=True,

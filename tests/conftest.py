@@ -134,12 +134,11 @@ def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture
-def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def process_env(folder: Path) -> dict[str, str]:
     """The environment of a service started as a process: a private data folder and port."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSONA_")}
     env.update(
-        PERSONA_DATA_DIR=str(tmp_path / "data"),
+        PERSONA_DATA_DIR=str(folder / "data"),
         PERSONA_CACHE_DIR=str(CACHE_DIR),
         PERSONA_PORT=str(free_port()),
         # these tests send bursts from one address; the limits have tests of their own
@@ -147,4 +146,10 @@ def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         PERSONA_RATE_EVENTS_CLIENT_PER_S="0",
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    yield env
+    return env
+
+
+@pytest.fixture
+def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment of a service started as a process (see :func:`process_env`)."""
+    yield process_env(tmp_path)

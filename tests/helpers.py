@@ -16,7 +16,7 @@ import orjson
 import redis
 
 from service.features.profile import empty_profile, encode_profile
-from service.settings import DEFAULT_CATALOG
+from service.settings import DEFAULT_CATALOG, REPO_DIR
 from service.store.keyspace import PARTITIONS, log_key, profile_key
 
 DAY = 86400.0
@@ -208,3 +208,13 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+def doc_snippet(doc: str, name: str) -> str:
+    """The fenced code block after ``<!-- snippet: name -->`` in a document of the repository."""
+    text = (REPO_DIR / doc).read_text()
+    marker = f"<!-- snippet: {name} -->"
+    assert marker in text, f"{doc} has no snippet {name!r}"
+    after = text.split(marker, 1)[1].lstrip()
+    assert after.startswith("```"), f"the snippet {name!r} of {doc} is not a fenced block"
+    return after.split("\n", 1)[1].split("\n```", 1)[0]

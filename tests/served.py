@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def served(
             await client.aclose()
             return value
 
-        yield Served(port, asyncio.run(make_token()), redis.url)
+        # in a thread of its own: the caller may run an event loop (Playwright's sync API does)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            token = pool.submit(lambda: asyncio.run(make_token())).result()
+        yield Served(port, token, redis.url)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -1,4 +1,4 @@
-"""Operational endpoints: liveness, readiness, metrics, the OpenAPI document, the demo page."""
+"""Operational endpoints: liveness, readiness, metrics, the OpenAPI document, the admin page."""
 
 from __future__ import annotations
 
@@ -69,11 +69,6 @@ def page(name: str) -> web.FileResponse:
     return web.FileResponse(STATIC_DIR / name, headers=PAGE_HEADERS)
 
 
-async def demo(request: web.Request) -> web.FileResponse:
-    """A demo page that fetches a personalized block."""
-    return page("demo.html")
-
-
 async def admin(request: web.Request) -> web.FileResponse:
     """The marketer workspace (one static page; it calls the admin API with a token)."""
     return page("admin.html")
@@ -85,8 +80,3 @@ async def static(request: web.Request) -> web.FileResponse:
     if "/" in name or not name.endswith((".js", ".css")) or not (STATIC_DIR / name).is_file():
         raise web.HTTPNotFound(text=f"no static file {name[:64]!r}")
     return web.FileResponse(STATIC_DIR / name, headers={"Cache-Control": "no-cache"})
-
-
-async def index(request: web.Request) -> web.Response:
-    """Send visitors of ``/`` to the demo page."""
-    raise web.HTTPFound("/demo")

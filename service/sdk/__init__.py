@@ -1,0 +1,54 @@
+"""The web SDK: ``persona.js``, hand-written, minified by us, served at ``/sdk/v1/persona.js``.
+
+``persona.js`` is the source. ``python -m service.sdk`` writes ``persona.min.js``
+(comments and whitespace removed by rjsmin, a dev dependency); the service serves
+the minified file, gzipped when the browser accepts it, with its Subresource
+Integrity hash. A test fails when the committed minified file is not what the
+source minifies to, or when it outgrows :data:`BUDGET_GZIP_BYTES`.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).parent
+SOURCE = HERE / "persona.js"
+MINIFIED = HERE / "persona.min.js"
+PATH = "/sdk/v1/persona.js"
+BUDGET_GZIP_BYTES = 6 * 1024
+"""The size budget of the served script, minified and gzipped."""
+
+
+def minify(source: str) -> str:
+    """The source without comments and needless whitespace (its ``/*!`` licence line kept)."""
+    import rjsmin  # dev dependency: the build step only
+
+    return str(rjsmin.jsmin(source, keep_bang_comments=True)) + "\n"
+
+
+def integrity_of(data: bytes) -> str:
+    """The Subresource Integrity value of ``data`` (``sha384-<base64>``)."""
+    return "sha384-" + base64.b64encode(hashlib.sha384(data).digest()).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """The served script: its bytes, gzipped once, its integrity hash and ETag."""
+
+    body: bytes
+    gzipped: bytes
+    integrity: str
+    etag: str
+
+    @classmethod
+    def load(cls, path: Path = MINIFIED) -> Script:
+        """Read the minified script and prepare what every answer needs."""
+        body = path.read_bytes()
+        gzipped = gzip.compress(body, compresslevel=9, mtime=0)
+        return cls(
+            body, gzipped, integrity_of(body), '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        )
