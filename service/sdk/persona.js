@@ -26,6 +26,7 @@
   const slots = new WeakMap(); // element -> {name, defaults, decision, seen, timer, armed}
   const known = new Set(); // slot elements (for refresh)
   let page = {};
+  let pendingView = null;
   let consent = null; // {personalization, analytics} once known
   let consentWaiters = [];
   let queue = [];
@@ -473,6 +474,7 @@
   function recordConsent(choice, source) {
     consent = choice;
     storage(choice);
+    if (pendingView && enqueue(pendingView)) pendingView = null;
     for (const resolve of consentWaiters.splice(0)) resolve();
     const event = {
       type: "consent",
@@ -567,7 +569,8 @@
       const view = { type: "view", url: location.href.slice(0, 2048), path: location.pathname.slice(0, 2048) };
       for (const k of ["page_type", "category", "tags", "price_band", "item_id"]) if (page[k] !== undefined) view[k] = page[k];
       if (document.referrer) view.referrer = document.referrer.slice(0, 2048);
-      enqueue(view);
+      // kept until the visitor consents on this page, then sent
+      pendingView = enqueue(view) ? null : view;
     },
 
     /** Records an event of the page: track("conversion", {value, currency, order_id}). */
@@ -609,10 +612,10 @@
 
     /** What Persona holds about this visitor, in readable form ({known, profile}). */
     me() {
-      return fetch(url("/v1/me"), { credentials: credentials(), headers: consentHeader() }).then((r) => {
+      return flush(false).then(() => fetch(url("/v1/me"), { credentials: credentials(), headers: consentHeader() }).then((r) => {
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
-      });
+      }));
     },
 
     /** Sends the queued events now. */
