@@ -199,13 +199,25 @@ async def test_event_responses_fit_the_document(client: Any) -> None:
 async def test_operations_responses_fit_the_document(
     client: Any, app_client: Any, make_settings: Any
 ) -> None:
-    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/demo", "/admin"):
+    for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/demo/", "/admin"):
         resp = await client.get(path)
         assert resp.status == 200, path
         await assert_documented(resp, path, "get")
     index = await client.get("/", allow_redirects=False)
     await assert_documented(index, "/", "get")
-    assert index.headers["Location"] == "/demo"
+    assert index.headers["Location"] == "/demo/"
+    for path, documented in (
+        ("/demo/c/running", "/demo/c/{slug}"),
+        ("/demo/p/grip-mat", "/demo/p/{item}"),
+        ("/demo/cart", "/demo/cart"),
+        ("/sdk/v1/persona.js", "/sdk/v1/persona.js"),
+    ):
+        await assert_documented(await client.get(path), documented, "get")
+    missing = await client.get("/demo/p/no-such-thing")
+    assert missing.status == 404
+    await assert_documented(missing, "/demo/p/{item}", "get")
+    me = await client.get("/v1/me")
+    assert (await assert_documented(me, "/v1/me", "get"))["known"] is False
     down = await app_client(make_settings(redis_url="redis://127.0.0.1:1/0"))
     resp = await down.get("/readyz")
     assert resp.status == 503

@@ -45,11 +45,6 @@ async def cart(request: web.Request) -> web.Response:
     return _page(pages.cart(request.app[SCRIPT].integrity), request)
 
 
-async def missing(request: web.Request) -> web.Response:
-    """Any other address under ``/demo/``: the shop's 404 page."""
-    return _page(None, request)
-
-
 async def to_home(request: web.Request) -> web.Response:
     """``/`` and ``/demo`` lead to the shop."""
     raise web.HTTPFound(pages.ROOT)
@@ -63,4 +58,3 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/demo/c/{slug}", category)
     app.router.add_get("/demo/p/{item}", product)
     app.router.add_get("/demo/cart", cart)
-    app.router.add_get("/demo/{tail:.*}", missing)

@@ -64,8 +64,10 @@ def build() -> dict[str, Any]:
         "tags": [
             {"name": "decide", "description": "Which variant to show."},
             {"name": "events", "description": "What the visitor did."},
+            {"name": "privacy", "description": "What Persona holds about a person."},
+            {"name": "sdk", "description": "The web SDK (persona.js)."},
             {"name": "operations", "description": "Health, metrics and this document."},
-            {"name": "demo", "description": "The demo and workspace pages."},
+            {"name": "demo", "description": "The demo shop and the workspace pages."},
             {"name": "admin", "description": "The marketer workspace's API (admin tokens)."},
         ],
         "paths": {**public_paths(), **admin_paths()},

@@ -525,7 +525,47 @@ def response_schemas() -> dict[str, Schema]:
             "required": ["status"],
             "properties": {"status": {"type": "string", "const": "ok"}},
         },
+        "Me": {
+            "type": "object",
+            "required": ["known", "profile"],
+            "properties": {
+                "known": {"type": "boolean", "description": "Whether a profile is held."},
+                "profile": {"anyOf": [ref("ReadableProfile"), {"type": "null"}]},
+            },
+        },
+        "ReadableProfile": _readable_profile(),
     }
+
+
+def _readable_profile() -> Schema:
+    weights: Schema = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name", "weight"],
+            "properties": {"name": {"type": "string"}, "weight": {"type": "number"}},
+        },
+        "description": "Decayed to now, strongest first (at most 10).",
+    }
+    when: Schema = {"type": ["string", "null"], "description": "ISO 8601, UTC."}
+    count: Schema = {"type": "number", "minimum": 0}
+    fields: dict[str, Schema] = {
+        "first_seen": when,
+        "last_seen": when,
+        "visits": count,
+        "page_views": count,
+        "interests": weights,
+        "topics": weights,
+        "recent_categories": {"type": "array", "items": {"type": "string"}},
+        "content_seen": count,
+        "content_clicked": count,
+        "orders": count,
+        "order_value": count,
+        "feedback_average": {"type": ["number", "null"]},
+        "feedback_given": count,
+        "average_price_band": {"type": ["number", "null"]},
+    }
+    return {"type": "object", "required": list(fields), "properties": fields}
 
 
 def _list(key: str, items: Schema) -> Schema:

@@ -258,16 +258,65 @@ def public_paths() -> dict[str, Schema]:
         "/openapi.json": {
             "get": op("openapi", "This document", "operations", (200, "OpenAPI 3.1.", {}))
         },
-        "/": {
+        "/v1/me": {
             "get": op(
-                "index",
-                "The demo",
-                "demo",
-                (302, "To /demo.", None),
-                ok_headers={"Location": {"schema": {"type": "string"}}},
+                "me",
+                "What Persona holds about the caller",
+                "privacy",
+                (200, "The profile in readable form, or `known: false`.", ref("Me")),
+                (400, 401, 403, 429),
+                description="A browser sees what is held about its own cookie; only the site's "
+                "server (API key) may name a visitor or customer. Asking creates nothing.",
+                parameters=[
+                    param(
+                        "visitor_id",
+                        "query",
+                        {"type": "string", "pattern": "^[A-Za-z0-9_-]{22,64}$"},
+                        "Only for the site's server.",
+                    ),
+                    param(
+                        "customer_id",
+                        "query",
+                        {"type": "string", "minLength": 1, "maxLength": 128},
+                        "Only for the site's server.",
+                    ),
+                ],
+                security=PUBLIC,
             )
         },
-        "/demo": {"get": _page("demo", "The demo page")},
+        "/sdk/v1/persona.js": {
+            "get": op(
+                "sdk",
+                "The web SDK",
+                "sdk",
+                (200, "persona.js, minified (gzipped when accepted).", {"type": "string"}),
+                ok_type="text/javascript",
+                description="Cacheable for a year; its Subresource Integrity hash is in "
+                "docs/sdk.md. `304` when `If-None-Match` names its ETag.",
+                extra={304: {"description": "The browser's copy is this version."}},
+            )
+        },
+        "/": {"get": _redirect("index", "To the demo shop")},
+        "/demo": {"get": _redirect("demoRedirect", "To the demo shop")},
+        "/demo/": {"get": _page("demoHome", "The demo shop's home page")},
+        "/demo/c/{slug}": {
+            "get": _page(
+                "demoCategory",
+                "A category of the demo shop",
+                [
+                    param("slug", "path", {"type": "string", "maxLength": 64}, "The category."),
+                    param("tag", "query", {"type": "string", "maxLength": 64}, "A collection."),
+                ],
+            )
+        },
+        "/demo/p/{item}": {
+            "get": _page(
+                "demoProduct",
+                "A product of the demo shop",
+                [param("item", "path", {"type": "string", "maxLength": 64}, "The product.")],
+            )
+        },
+        "/demo/cart": {"get": _page("demoCart", "The demo shop's cart")},
         "/admin": {"get": _page("adminPage", "The marketer workspace")},
         "/static/{name}": {
             "get": op(
@@ -285,11 +334,26 @@ def public_paths() -> dict[str, Schema]:
     }
 
 
-def _page(op_id: str, summary: str) -> Schema:
+def _page(op_id: str, summary: str, parameters: list[Schema] | None = None) -> Schema:
+    html = {"text/html": {"schema": {"type": "string"}}}
     return op(
         op_id,
         summary,
         "demo",
         (200, "The page (with a Content-Security-Policy).", {"type": "string"}),
         ok_type="text/html",
+        parameters=parameters,
+        extra={404: {"description": "No such page (the shop's 404 page).", "content": html}}
+        if parameters
+        else None,
+    )
+
+
+def _redirect(op_id: str, summary: str) -> Schema:
+    return op(
+        op_id,
+        summary,
+        "demo",
+        (302, "To /demo/.", None),
+        ok_headers={"Location": {"schema": {"type": "string"}}},
     )
