@@ -197,19 +197,6 @@ def logged_decisions(url: str) -> list[dict[str, Any]]:
     return out
 
 
-# Debian's chromium, driven by Playwright (no browser download): its flags here
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
 def doc_snippet(doc: str, name: str) -> str:
     """The fenced code block after ``<!-- snippet: name -->`` in a document of the repository."""
     text = (REPO_DIR / doc).read_text()

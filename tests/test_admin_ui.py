@@ -16,9 +16,9 @@ import orjson
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from loadtests.browser import CHROMIUM, FLAGS
 from service.settings import REPO_DIR
 from tests.conftest import SERVER
-from tests.helpers import CHROMIUM, FLAGS
 from tests.served import Served, served
 
 

@@ -18,9 +18,9 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from loadtests.browser import CHROMIUM, FLAGS
 from service.settings import DEFAULT_CATALOG, REPO_DIR
 from tests.conftest import process_env
-from tests.helpers import CHROMIUM, FLAGS
 from tests.served import Served, served
 
 TRAIL_RUNNING = [

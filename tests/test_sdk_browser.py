@@ -18,11 +18,12 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
 
+from loadtests.browser import CHROMIUM, FLAGS
 from service.local_redis import free_port
 from service.sdk import Script
 from service.settings import DEFAULT_CATALOG
 from tests.conftest import process_env
-from tests.helpers import CHROMIUM, FLAGS, doc_snippet
+from tests.helpers import doc_snippet
 from tests.served import Served, served
 
 TIMEOUT_MS = 1500
