@@ -33,6 +33,7 @@ COPY pyproject.toml README.md ./
 COPY requirements ./requirements
 COPY scripts ./scripts
 COPY service ./service
+COPY persona_client ./persona_client
 COPY models ./models
 # The same install command as the README's quick start and .ci/run (scripts/test).
 RUN scripts/bootstrap --prod
@@ -40,7 +41,7 @@ RUN scripts/bootstrap --prod
 ENV PERSONA_CACHE_DIR=/app/cache
 RUN .venv/bin/persona compile-model
 # Bytecode now: the runtime user cannot write it next to the sources.
-RUN .venv/bin/python -m compileall -q service models
+RUN .venv/bin/python -m compileall -q service persona_client models
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN apt-get update \

@@ -298,10 +298,7 @@
       for (const el of els) {
         const state = slots.get(el);
         el.setAttribute("data-persona-state", decision ? "done" : "timeout");
-        if (!decision) {
-          state.decision = null;
-          continue;
-        }
+        if (!decision) continue; // what the slot shows, and its decision, stay
         state.decision = decision;
         state.seen = false;
         render(el, state, decision);
