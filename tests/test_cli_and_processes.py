@@ -62,7 +62,8 @@ def test_without_redis_url_a_private_redis_with_aof_is_started_and_stopped(
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0, out
-    assert f"http://127.0.0.1:{port}/demo" in out and "/metrics" in out
+    assert f"http://127.0.0.1:{port}/demo/" in out and "/metrics" in out
+    assert f"http://127.0.0.1:{port}/sdk/v1/persona.js" in out
     time.sleep(0.3)
     assert not Path(f"/proc/{redis_children[0]}").exists() or "redis" not in cmdline(
         redis_children[0]
