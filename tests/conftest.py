@@ -6,19 +6,25 @@ import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from playwright.sync_api import Browser, sync_playwright
 from prometheus_client import CollectorRegistry
 
+from loadtests.browser import CHROMIUM, FLAGS
 from service.app import create_app
 from service.http.server import Runner
 from service.keys import SETTINGS
 from service.local_redis import LocalRedis, free_port
 from service.settings import REPO_DIR, Settings
+
+if TYPE_CHECKING:
+    from tests.sdk_pages import Site
+    from tests.served import Served
 
 SECRET = "test-secret-" + "x" * 32
 SITE_SECRET = "site-secret-" + "s" * 32
@@ -153,3 +159,23 @@ def process_env(folder: Path) -> dict[str, str]:
 def service_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """The environment of a service started as a process (see :func:`process_env`)."""
     yield process_env(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium for a module's browser tests (Playwright; no browser download)."""
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def site(browser: Browser, service: Served) -> Iterator[Site]:
+    """A tab on test pages of the module's ``service``; fails on any page error."""
+    from tests.sdk_pages import Site
+
+    s = Site(browser, service)
+    yield s
+    assert not s.errors, s.errors
+    s.close()

@@ -16,9 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from loadtests.browser import CHROMIUM, FLAGS
 from service.settings import DEFAULT_CATALOG, REPO_DIR
 from tests.conftest import process_env
 from tests.served import Served, served
@@ -47,14 +46,6 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     }
     with served(env, tmp, ["config:read"]) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 class Visitor:

@@ -1,10 +1,12 @@
 """The web SDK: ``persona.js``, hand-written, minified by us, served at ``/sdk/v1/persona.js``.
 
 ``persona.js`` is the source. ``python -m service.sdk`` writes ``persona.min.js``
-(comments and whitespace removed by rjsmin, a dev dependency); the service serves
-the minified file, gzipped when the browser accepts it, with its Subresource
-Integrity hash. A test fails when the committed minified file is not what the
-source minifies to, or when it outgrows :data:`BUDGET_GZIP_BYTES`.
+with terser (a build tool pinned in package-lock.json, installed by
+scripts/bootstrap where node and npm are; the service itself needs neither) and
+puts the file's Subresource Integrity hash into docs/sdk.md. The service serves
+the minified file, gzipped when the browser accepts it. A test fails when the
+committed minified file is not what the source minifies to, or when it
+outgrows :data:`BUDGET_GZIP_BYTES`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from service.settings import REPO_DIR
 
 HERE = Path(__file__).parent
 SOURCE = HERE / "persona.js"
@@ -24,10 +29,19 @@ BUDGET_GZIP_BYTES = 6 * 1024
 
 
 def minify(source: str) -> str:
-    """The source without comments and needless whitespace (its ``/*!`` licence line kept)."""
-    import rjsmin  # dev dependency: the build step only
-
-    return str(rjsmin.jsmin(source, keep_bang_comments=True)) + "\n"
+    """The source compressed and mangled by terser (its ``/*!`` licence line kept)."""
+    terser = REPO_DIR / "node_modules" / ".bin" / "terser"
+    if not terser.exists():
+        raise RuntimeError(
+            "the SDK's minifier is missing: install node and npm, then run scripts/bootstrap"
+        )
+    options = ["--compress", "--mangle", "--ecma", "2020", "--comments", "/^!/"]
+    done = subprocess.run(
+        [str(terser), *options], input=source, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"terser failed: {done.stderr.strip()}")
+    return done.stdout.rstrip("\n") + "\n"
 
 
 def integrity_of(data: bytes) -> str:

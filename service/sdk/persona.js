@@ -10,8 +10,9 @@
   const FEEDBACK = "data-persona-feedback";
   const MAX_PLACEMENTS = 10; // the API's limit per call
   const MAX_BATCH = 100; // events per call
+  const MAX_BATCH_BYTES = 60000; // under the API's body limit and a keepalive request's
   const RETRIES = 3;
-  const URL_ATTRS = ["href", "src", "action", "formaction", "poster", "xlink:href", "cite", "data"];
+  const URL_ATTRS = ["href", "src", "srcset", "action", "formaction", "poster", "cite", "data", "ping", "background"];
   const SAFE_SCHEMES = ["http:", "https:", "mailto:", "tel:"];
   const WHY = {
     model: "Chosen for you from what you looked at on this site and the page you are on.",
@@ -22,18 +23,23 @@
   };
   const STORE_KEY = "persona.consent";
 
-  const cfg = { endpoint: "", timeoutMs: 1000, policyVersion: undefined, flushMs: 2000 };
-  const slots = new WeakMap(); // element -> {name, defaults, decision, seen, timer, armed}
-  const known = new Set(); // slot elements (for refresh)
+  const cfg = { endpoint: "", timeoutMs: 1000, policyVersion: "", flushMs: 2000 };
+  const slots = new WeakMap(); // element -> {name, defaults, decision, showing, timer, visible, saved}
+  const known = new Set(); // slot elements on the page
+  const impressed = new Set(); // decision ids whose impression is sent
   let page = {};
-  let pendingView = null;
+  let pendingView = null; // this page's view, until the visitor consents
   let consent = null; // {personalization, analytics} once known
-  let consentWaiters = [];
+  let consentGen = 0; // the latest recorded choice (older retries are dropped)
+  let cmp = false; // a consent manager answers through a callback
+  let decideStarted = false;
+  let waiters = [];
   let queue = [];
   let flushTimer = 0;
   let decideInFlight = Promise.resolve();
+  let cookieReady; // settles after the first decision: its answer sets the cookie
+  const cookieSet = new Promise((resolve) => (cookieReady = resolve));
   let started = false;
-  let observer = null;
 
   // ---------- small helpers ----------
 
@@ -41,15 +47,21 @@
     if (window.console) console.warn("Persona: " + message);
   }
 
+  function make(tag, text, attrs) {
+    const node = document.createElement(tag);
+    if (text) node.textContent = text;
+    for (const k in attrs || {}) node.setAttribute(k, attrs[k]);
+    return node;
+  }
+
   function uuid() {
     if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return Array.from(crypto.getRandomValues(new Uint8Array(16)), (x) => x.toString(16).padStart(2, "0")).join("");
   }
 
   function storage(value) {
     try {
-      if (value === undefined) return JSON.parse(localStorage.getItem(STORE_KEY) || "null");
+      if (value === undefined) return normalizeConsent(JSON.parse(localStorage.getItem(STORE_KEY) || "null"));
       localStorage.setItem(STORE_KEY, JSON.stringify(value));
     } catch (e) {
       return null; // blocked storage: the choice holds for this page only
@@ -89,6 +101,10 @@
     return null;
   }
 
+  function same(a, b) {
+    return !!a && !!b && a.personalization === b.personalization && a.analytics === b.analytics;
+  }
+
   function safeUrl(value) {
     try {
       const u = new URL(String(value), location.href);
@@ -123,28 +139,23 @@
   function bindAttrs(node, spec, content) {
     for (const pair of spec.split(";")) {
       const i = pair.indexOf(":");
-      if (i < 0) continue;
       const name = pair.slice(0, i).trim().toLowerCase();
       let value = field(content, pair.slice(i + 1).trim());
-      if (value == null || name.startsWith("on") || name === "style" || name === "srcdoc") continue;
+      // plain names only: no event handlers, no styles, no namespaced or odd attributes
+      if (i < 0 || value == null || !/^[a-z][a-z0-9-]*$/.test(name) || /^on|^style$|^srcdoc$/.test(name)) continue;
       if (URL_ATTRS.indexOf(name) >= 0 && (value = safeUrl(value)) === null) continue;
       node.setAttribute(name, String(value));
     }
   }
 
   function fill(fragment, content) {
-    for (const node of fragment.querySelectorAll("[data-persona-if]")) {
-      if (!field(content, node.getAttribute("data-persona-if"))) node.remove();
-    }
-    for (const node of fragment.querySelectorAll("[data-persona-text]")) {
-      const v = field(content, node.getAttribute("data-persona-text"));
-      node.textContent = v == null ? "" : String(v);
-    }
-    for (const node of fragment.querySelectorAll("[data-persona-html]")) {
-      // the site's template marked this field as trusted HTML
-      const v = field(content, node.getAttribute("data-persona-html"));
-      node.innerHTML = v == null ? "" : String(v);
-    }
+    const each = (attr, apply) => {
+      for (const node of fragment.querySelectorAll("[" + attr + "]")) apply(node, field(content, node.getAttribute(attr)));
+    };
+    each("data-persona-if", (node, v) => v || node.remove());
+    each("data-persona-text", (node, v) => (node.textContent = v == null ? "" : String(v)));
+    // the site's template marked this field as trusted HTML
+    each("data-persona-html", (node, v) => (node.innerHTML = v == null ? "" : String(v)));
     for (const node of fragment.querySelectorAll("[data-persona-attr]")) {
       bindAttrs(node, node.getAttribute("data-persona-attr"), content);
     }
@@ -158,20 +169,11 @@
   // The explanation opens in a dialog (the top layer): the slot keeps its size.
   function addWhy(el, decision) {
     for (const spot of el.querySelectorAll("[data-persona-why]")) {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "persona-why";
-      button.textContent = "Why am I seeing this?";
-      button.setAttribute("aria-haspopup", "dialog");
+      const button = make("button", "Why am I seeing this?", { type: "button", class: "persona-why", "aria-haspopup": "dialog" });
       button.addEventListener("click", () => {
-        const dialog = document.createElement("dialog");
-        dialog.className = "persona-why-dialog";
-        dialog.setAttribute("aria-label", "Why am I seeing this?");
-        const text = document.createElement("p");
-        text.textContent = whyText(decision);
-        const close = document.createElement("button");
-        close.type = "button";
-        close.textContent = "Close";
+        const dialog = make("dialog", "", { class: "persona-why-dialog", "aria-label": "Why am I seeing this?" });
+        const text = make("p", whyText(decision));
+        const close = make("button", "Close", { type: "button" });
         close.addEventListener("click", () => dialog.close());
         dialog.addEventListener("close", () => dialog.remove());
         dialog.append(text, close);
@@ -200,44 +202,48 @@
       .catch(() => {});
   }
 
-  // Keeps the slot's box as it is while its content changes: nothing below it moves.
-  function reserve(el) {
+  // Keeps a laid-out slot's height while its content changes: nothing below it moves.
+  function reserve(el, state) {
     const css = getComputedStyle(el);
     let height = el.getBoundingClientRect().height;
+    if (!height) return; // not laid out (hidden) or without a size: nothing to keep
     if (css.boxSizing !== "border-box") {
       for (const side of ["paddingTop", "paddingBottom", "borderTopWidth", "borderBottomWidth"]) height -= parseFloat(css[side]) || 0;
     }
+    if (!state.saved) state.saved = [el.style.height, el.style.overflowY];
     el.style.height = height + "px";
-    el.style.overflow = "clip"; // unlike "hidden", changes no margin collapsing or floats
+    el.style.overflowY = "clip"; // unlike "hidden", changes no margin collapsing or floats
+  }
+
+  function release(el, state) {
+    if (!state.saved) return;
+    [el.style.height, el.style.overflowY] = state.saved;
+    state.saved = null;
+  }
+
+  function swap(el, state, nodes) {
+    reserve(el, state);
+    for (const child of Array.from(el.childNodes)) if (child.tagName !== "TEMPLATE") child.remove();
+    el.append(nodes);
+    if (el.scrollHeight > el.clientHeight + 1 && state.saved) {
+      warn("slot '" + state.name + "' is taller than its reserved size; give it a min-height");
+    }
   }
 
   function render(el, state, decision) {
-    const fresh = decision.content && decision.policy !== "fallback" && decision.policy !== "holdout";
-    if (fresh) {
+    if (decision.content && decision.policy !== "fallback" && decision.policy !== "holdout") {
       const fragment = templateFor(el).content.cloneNode(true);
       fill(fragment, decision.content);
-      reserve(el);
-      for (const child of Array.from(el.childNodes)) if (child.tagName !== "TEMPLATE") child.remove();
-      el.append(fragment);
+      swap(el, state, fragment);
       state.showing = decision.variant_id;
-      if (el.scrollHeight > el.clientHeight + 1) {
-        warn("slot '" + state.name + "' is taller than its reserved size; give it a min-height");
-      }
-    } else {
-      restore(el, state);
+    } else if (state.showing !== "default") {
+      swap(el, state, state.defaults.cloneNode(true));
+      state.showing = "default";
     }
     addWhy(el, decision);
     el.setAttribute("data-persona-policy", decision.policy);
     if (decision.variant_id) el.setAttribute("data-persona-variant", decision.variant_id);
     el.dispatchEvent(new CustomEvent("persona:decision", { bubbles: true, detail: { slot: state.name, decision } }));
-  }
-
-  function restore(el, state) {
-    if (state.showing === "default") return;
-    reserve(el);
-    for (const child of Array.from(el.childNodes)) if (child.tagName !== "TEMPLATE") child.remove();
-    el.append(state.defaults.cloneNode(true));
-    state.showing = "default";
   }
 
   // ---------- slots and decisions ----------
@@ -247,13 +253,25 @@
     if (!state) {
       const defaults = document.createDocumentFragment();
       for (const child of el.childNodes) if (child.tagName !== "TEMPLATE") defaults.append(child.cloneNode(true));
-      state = { name: el.getAttribute(SLOT), defaults, decision: null, showing: "default", timer: 0, seen: false };
+      state = { name: el.getAttribute(SLOT), defaults, decision: null, showing: "default", timer: 0 };
       slots.set(el, state);
-      known.add(el);
       el.addEventListener("click", onClick);
+    }
+    if (!known.has(el)) {
+      known.add(el);
       if (visibility) visibility.observe(el);
     }
     return state;
+  }
+
+  function forget(el) {
+    const state = slots.get(el);
+    known.delete(el);
+    if (visibility) visibility.unobserve(el);
+    if (state) {
+      clearTimeout(state.timer);
+      state.visible = false;
+    }
   }
 
   function context() {
@@ -268,16 +286,18 @@
     return ctx;
   }
 
+  // A consent manager gets part of the budget to answer; without an answer the
+  // page is decided on its context alone, and decided again once it answers.
   function waitForConsent(ms) {
-    if (consent || !cfg.consentCallback) return Promise.resolve();
+    if (consent || !cmp) return Promise.resolve();
     return new Promise((resolve) => {
-      consentWaiters.push(resolve);
+      waiters.push(resolve);
       setTimeout(resolve, ms);
     });
   }
 
   async function decide(elements) {
-    const started_ = Date.now();
+    const began = Date.now();
     const byName = new Map();
     for (const el of elements) {
       const state = register(el);
@@ -288,11 +308,14 @@
     }
     const names = Array.from(byName.keys());
     if (!names.length) return;
-    await waitForConsent(cfg.timeoutMs);
-    const left = cfg.timeoutMs - (Date.now() - started_);
-    const calls = [];
-    for (let i = 0; i < names.length; i += MAX_PLACEMENTS) calls.push(ask(names.slice(i, i + MAX_PLACEMENTS), left));
-    const answers = Object.assign({}, ...(await Promise.all(calls)));
+    await waitForConsent(cfg.timeoutMs / 2);
+    decideStarted = true;
+    const left = () => cfg.timeoutMs - (Date.now() - began);
+    // the first call alone: its answer sets the cookie every later call then carries
+    const answers = await ask(names.slice(0, MAX_PLACEMENTS), left());
+    const rest = [];
+    for (let i = MAX_PLACEMENTS; i < names.length; i += MAX_PLACEMENTS) rest.push(ask(names.slice(i, i + MAX_PLACEMENTS), left()));
+    Object.assign(answers, ...(await Promise.all(rest)));
     for (const [name, els] of byName) {
       const decision = answers[name];
       for (const el of els) {
@@ -300,7 +323,6 @@
         el.setAttribute("data-persona-state", decision ? "done" : "timeout");
         if (!decision) continue; // what the slot shows, and its decision, stay
         state.decision = decision;
-        state.seen = false;
         render(el, state, decision);
         armImpression(el, state);
       }
@@ -326,22 +348,37 @@
       return {};
     } finally {
       clearTimeout(timer);
+      cookieReady();
     }
   }
 
-  function scan(root) {
+  function scan(root, attr) {
     const found = [];
     if (root.nodeType !== 1) return found;
-    if (root.hasAttribute(SLOT)) found.push(root);
-    found.push(...root.querySelectorAll("[" + SLOT + "]"));
+    if (root.hasAttribute(attr)) found.push(root);
+    found.push(...root.querySelectorAll("[" + attr + "]"));
     return found;
   }
 
   function run(elements) {
     const job = decideInFlight.then(() => decide(elements));
     decideInFlight = job.catch(() => {});
-    for (const el of elements) if (el.hasAttribute(FEEDBACK)) feedbackWidget(el);
     return job;
+  }
+
+  function onMutations(records) {
+    const added = [];
+    for (const record of records) {
+      for (const node of record.removedNodes) for (const el of scan(node, SLOT)) forget(el);
+      for (const node of record.addedNodes) {
+        for (const el of scan(node, SLOT)) {
+          if (slots.has(el)) register(el); // moved: still the same slot and decision
+          else added.push(el);
+        }
+        scan(node, FEEDBACK).forEach(feedbackWidget);
+      }
+    }
+    if (added.length) run(added.filter((el) => el.isConnected));
   }
 
   // ---------- impressions and clicks ----------
@@ -365,11 +402,11 @@
   function armImpression(el, state) {
     clearTimeout(state.timer);
     const d = state.decision;
-    if (!d || state.seen || !state.visible || document.visibilityState !== "visible") return;
-    if (d.policy === "fallback" || !d.decision_id) return;
+    if (!d || !d.decision_id || d.policy === "fallback" || impressed.has(d.decision_id)) return;
+    if (!state.visible || document.visibilityState !== "visible") return;
     state.timer = setTimeout(() => {
-      if (state.decision !== d || state.seen) return;
-      state.seen = true;
+      if (state.decision !== d || impressed.has(d.decision_id) || !el.isConnected) return;
+      impressed.add(d.decision_id);
       enqueue({ type: "impression", decision_id: d.decision_id, placement: state.name, variant_id: d.variant_id });
     }, 1000);
   }
@@ -389,28 +426,38 @@
     if (!personalized()) return false; // nothing personal leaves the page without consent
     if (!event.event_id) event.event_id = uuid();
     queue.push(event);
-    clearTimeout(flushTimer);
-    flushTimer = setTimeout(flush, queue.length >= 20 ? 0 : cfg.flushMs);
+    if (queue.length >= 20) flush();
+    else if (!flushTimer) flushTimer = setTimeout(flush, cfg.flushMs);
     return true;
   }
 
   function flush(leaving) {
     clearTimeout(flushTimer);
+    flushTimer = 0;
     const sends = [];
-    while (queue.length) sends.push(send(queue.splice(0, MAX_BATCH), consentHeader(), leaving === true, 0));
+    while (queue.length) {
+      let n = 0;
+      let bytes = 0;
+      while (n < queue.length && n < MAX_BATCH && (bytes += JSON.stringify(queue[n]).length + 1) < MAX_BATCH_BYTES) n++;
+      sends.push(send(queue.splice(0, Math.max(n, 1)), leaving === true, 0, consentGen));
+    }
     return Promise.all(sends).then(() => undefined);
   }
 
-  // Sends after the first decision (which set the cookie) so one visitor id serves both.
-  async function send(events, headers, leaving, attempt) {
-    if (!leaving) await decideInFlight;
+  // Sends after the first decision (which set the cookie) so one visitor id serves both;
+  // the consent header is the visitor's choice at the moment of each attempt.
+  async function send(events, leaving, attempt, gen) {
+    if (!leaving) await cookieSet;
+    // after a withdrawal only the withdrawal goes; a newer choice replaces an older one
+    events = events.filter((e) => (e.type === "consent" ? gen === consentGen : personalized()));
+    if (!events.length) return;
     let wait = 0;
     try {
       const r = await fetch(url("/v1/events"), {
         method: "POST",
         credentials: credentials(),
-        keepalive: true,
-        headers: Object.assign({ "Content-Type": "application/json" }, headers),
+        keepalive: leaving, // outlives the page; such requests are limited to 64 KB in all
+        headers: Object.assign({ "Content-Type": "application/json" }, consentHeader()),
         body: JSON.stringify({ events }),
       });
       if (r.status !== 503 && r.status !== 429) {
@@ -424,37 +471,59 @@
     // the same event ids again: the API counts a replayed id once
     if (attempt + 1 < RETRIES) {
       await new Promise((resolve) => setTimeout(resolve, wait));
-      return send(events, headers, leaving, attempt + 1);
+      return send(events, leaving, attempt + 1, gen);
     }
     warn("events dropped after " + RETRIES + " attempts");
+  }
+
+  // ---------- consent ----------
+
+  // Takes the visitor's choice; ``source`` records it (a consent event) when it is new.
+  function setConsent(next, source) {
+    consent = next;
+    for (const resolve of waiters.splice(0)) resolve();
+    if (!next.personalization) queue = [];
+    else if (pendingView && enqueue(pendingView)) pendingView = null;
+    if (!source) return Promise.resolve();
+    storage(next);
+    const gen = ++consentGen;
+    if (!cfg.policyVersion) warn("set policyVersion in Persona.init: it is kept as proof of what the visitor agreed to");
+    const event = {
+      type: "consent",
+      event_id: uuid(),
+      personalization: next.personalization,
+      analytics: next.analytics,
+      policy_version: cfg.policyVersion || "unspecified",
+      source: source,
+    };
+    // a withdrawal goes out though personal events stop: it deletes what was kept
+    return send([event], false, 0, gen);
+  }
+
+  // Another tab of the site recorded a choice: this one follows it.
+  function onStorage(e) {
+    const next = e.key === STORE_KEY && storage();
+    if (next && !same(next, consent)) setConsent(next).then(() => Persona.refresh());
   }
 
   // ---------- feedback widget ----------
 
   function feedbackWidget(el) {
     if (el.querySelector(".persona-feedback")) return;
-    const set = document.createElement("fieldset");
-    set.className = "persona-feedback";
-    const legend = document.createElement("legend");
-    legend.textContent = el.getAttribute("data-persona-label") || "How relevant was this for you?";
-    const status = document.createElement("p");
-    status.setAttribute("role", "status");
-    const row = document.createElement("div");
-    row.setAttribute("role", "group");
+    const set = make("fieldset", "", { class: "persona-feedback" });
+    const legend = make("legend", el.getAttribute("data-persona-label") || "How relevant was this for you?");
+    const status = make("p", "", { role: "status" });
+    const row = make("div", "", { role: "group" });
     for (let n = 1; n <= 7; n++) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.textContent = String(n);
-      b.setAttribute("aria-label", n + " of 7" + (n === 1 ? ", not at all" : n === 7 ? ", very" : ""));
-      b.setAttribute("aria-pressed", "false");
+      const b = make("button", String(n), {
+        type: "button",
+        "aria-label": n + " of 7" + (n === 1 ? ", not at all" : n === 7 ? ", very" : ""),
+        "aria-pressed": "false",
+      });
       b.addEventListener("click", () => {
         const slotEl = document.querySelector("[" + SLOT + '="' + CSS.escape(el.getAttribute(FEEDBACK)) + '"]');
         const state = slotEl && slots.get(slotEl);
-        const event = {
-          type: "feedback",
-          question_id: el.getAttribute("data-persona-question") || "relevance",
-          rating: n,
-        };
+        const event = { type: "feedback", question_id: el.getAttribute("data-persona-question") || "relevance", rating: n };
         if (state && state.decision && state.decision.decision_id) event.decision_id = state.decision.decision_id;
         else event.url = location.href.slice(0, 2048);
         for (const other of row.children) other.setAttribute("aria-pressed", String(other === b));
@@ -468,21 +537,27 @@
 
   // ---------- public API ----------
 
-  function recordConsent(choice, source) {
-    consent = choice;
-    storage(choice);
-    if (pendingView && enqueue(pendingView)) pendingView = null;
-    for (const resolve of consentWaiters.splice(0)) resolve();
-    const event = {
-      type: "consent",
-      event_id: uuid(),
-      personalization: choice.personalization,
-      analytics: choice.analytics,
-      source: source,
-    };
-    if (cfg.policyVersion) event.policy_version = cfg.policyVersion;
-    // a withdrawal goes out even though personal events stop: it deletes what was kept
-    return send([event], consentHeader(), false, 0);
+  function start() {
+    addEventListener("pagehide", () => flush(true));
+    addEventListener("storage", onStorage);
+    let width = innerWidth;
+    // a new viewport width lays the page out anew: slots may take their content's size
+    addEventListener("resize", () => {
+      if (innerWidth === width) return;
+      width = innerWidth;
+      for (const el of known) release(el, slots.get(el));
+    });
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "hidden") flush(true);
+      for (const el of known) armImpression(el, slots.get(el));
+    });
+    if ("MutationObserver" in window) {
+      new MutationObserver(onMutations).observe(document.documentElement, { childList: true, subtree: true });
+    }
+    scan(document.documentElement, FEEDBACK).forEach(feedbackWidget);
+    const elements = scan(document.documentElement, SLOT);
+    if (!elements.length) cookieReady(); // nothing to decide: events need not wait
+    return run(elements);
   }
 
   const Persona = {
@@ -496,67 +571,25 @@
       if (options.policyVersion !== undefined) cfg.policyVersion = String(options.policyVersion);
       if (options.page) page = Object.assign({}, options.page);
       if (typeof options.consent === "function") {
-        cfg.consentCallback = true;
-        const stored = storage();
+        cmp = true;
+        consent = null;
         options.consent((choice) => {
           const next = normalizeConsent(choice);
-          if (!next) return;
-          const changed = !stored || stored.personalization !== next.personalization || stored.analytics !== next.analytics;
-          const first = !consent;
-          if (changed) recordConsent(next, "api").then(() => first || Persona.refresh());
-          else {
-            consent = next;
-            for (const resolve of consentWaiters.splice(0)) resolve();
-          }
+          if (!next || same(next, consent)) return;
+          // recorded when it differs from the choice this browser last recorded
+          const done = setConsent(next, same(next, storage()) ? null : "api");
+          if (decideStarted) done.then(() => Persona.refresh());
         });
       } else {
-        consent = normalizeConsent(options.consent) || normalizeConsent(storage());
+        consent = normalizeConsent(options.consent) || consent || storage();
       }
       if (started) return Persona.refresh();
       started = true;
-      addEventListener("pagehide", () => flush(true));
-      let width = innerWidth;
-      // a new viewport width lays the page out anew: slots may take their content's size
-      addEventListener("resize", () => {
-        if (innerWidth === width) return;
-        width = innerWidth;
-        for (const el of known) el.style.height = el.style.overflow = "";
-      });
-      document.addEventListener("visibilitychange", () => {
-        if (document.visibilityState === "hidden") flush(true);
-        for (const el of known) {
-          const state = slots.get(el);
-          if (state) armImpression(el, state);
-        }
-      });
-      const go = () => {
-        if ("MutationObserver" in window) {
-          observer = new MutationObserver((records) => {
-            const added = [];
-            for (const record of records) {
-              for (const node of record.addedNodes) {
-                for (const el of scan(node)) if (!slots.has(el)) added.push(el);
-                if (node.nodeType === 1 && node.matches("[" + FEEDBACK + "]")) feedbackWidget(node);
-              }
-              for (const node of record.removedNodes) {
-                for (const el of scan(node)) {
-                  known.delete(el);
-                  if (visibility) visibility.unobserve(el);
-                }
-              }
-            }
-            if (added.length) run(added);
-          });
-          observer.observe(document.documentElement, { childList: true, subtree: true });
-        }
-        for (const el of document.querySelectorAll("[" + FEEDBACK + "]")) feedbackWidget(el);
-        return run(Array.from(document.querySelectorAll("[" + SLOT + "]")));
-      };
       // after the calling script, so a Persona.page() right after init is in the first decision
       return new Promise((resolve) => {
-        const start = () => Promise.resolve().then(go).then(resolve);
-        if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start, { once: true });
-        else start();
+        const go = () => Promise.resolve().then(start).then(resolve);
+        if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", go, { once: true });
+        else go();
       });
     },
 
@@ -579,7 +612,7 @@
     consent(choice, options) {
       const next = normalizeConsent(choice);
       if (!next) throw new TypeError("Persona.consent expects {personalization, analytics}");
-      return recordConsent(next, (options && options.source) || "banner").then(() => Persona.refresh());
+      return setConsent(next, (options && options.source) || "banner").then(() => Persona.refresh());
     },
 
     /** The visitor's consent as the SDK knows it, or null before a choice. */
@@ -594,7 +627,7 @@
 
     /** Decides every slot on the page again (after a route change in a single-page app). */
     refresh() {
-      for (const el of document.querySelectorAll("[" + SLOT + "]")) register(el);
+      for (const el of scan(document.documentElement, SLOT)) register(el);
       return run(Array.from(known).filter((el) => el.isConnected));
     },
 
@@ -602,17 +635,19 @@
     decision(name) {
       for (const el of known) {
         const state = slots.get(el);
-        if (state && state.name === name && state.decision) return Object.assign({}, state.decision);
+        if (state.name === name && state.decision) return Object.assign({}, state.decision);
       }
       return null;
     },
 
     /** What Persona holds about this visitor, in readable form ({known, profile}). */
     me() {
-      return flush(false).then(() => fetch(url("/v1/me"), { credentials: credentials(), headers: consentHeader() }).then((r) => {
-        if (!r.ok) throw new Error("HTTP " + r.status);
-        return r.json();
-      }));
+      return flush().then(() =>
+        fetch(url("/v1/me"), { credentials: credentials() }).then((r) => {
+          if (!r.ok) throw new Error("HTTP " + r.status);
+          return r.json();
+        })
+      );
     },
 
     /** Sends the queued events now. */
