@@ -63,6 +63,7 @@ STAGE_BUCKETS = (
     0.01,
     0.05,
 )
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 STAGES = ("identify", "redis", "features", "score", "serialize")
 FALLBACK_REASONS = (
     "draft",
@@ -75,6 +76,7 @@ FALLBACK_REASONS = (
     "no_catalog",
     "internal_error",
     "deadline",
+    "overloaded",
 )
 POLICIES = ("model", "explore", "holdout", "fallback")
 COOKIE_OUTCOMES = (
@@ -158,20 +160,20 @@ class Metrics:
             "The loaded model (value 1), by version and predictor.",
             ["version", "predictor", "schema_hash"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="liveall",
         )
         self.model_loaded = Gauge(
             "persona_model_loaded",
             "1 when a model is loaded, 0 when decisions fall back.",
             registry=r,
-            multiprocess_mode="min",
+            multiprocess_mode="liveall",
         )
         self.catalog_info = Gauge(
             "persona_catalog_info",
             "The loaded catalog (value 1), by version.",
             ["version"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="liveall",
         )
         self.events = Counter(
             "persona_events_total",
@@ -239,6 +241,80 @@ class Metrics:
             "Consent withdrawals carried out (profile deleted, erasure queued), by outcome.",
             ["outcome"],
             registry=r,
+        )
+        self.config_synced = Gauge(
+            "persona_config_last_sync_timestamp_seconds",
+            "When this process last confirmed it serves the published configuration "
+            "(the oldest among live processes).",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.shadow_decisions = Counter(
+            "persona_shadow_decisions_total",
+            "Decisions also scored by the shadow model, by whether its top variant is the "
+            "one served (agree, disagree).",
+            ["agreement"],
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "persona_event_loop_lag_seconds",
+            "How late the event loop ran a timer it was asked to run (sampled continuously).",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.shed = Counter(
+            "persona_overload_shed_total",
+            "Requests answered at once because the event loop lagged past its budget "
+            "(decide: the defaults; events: 503), by endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            "persona_worker_restarts_total",
+            "Worker processes the supervisor started again, by reason (crashed, rolling).",
+            ["reason"],
+            registry=r,
+        )
+        self.archive_entries = Counter(
+            "persona_archive_entries_total",
+            "Event-log entries written to the archive.",
+            registry=r,
+        )
+        self.archive_files = Counter(
+            "persona_archive_files_total",
+            "Parquet files written to the archive.",
+            registry=r,
+        )
+        self.archive_errors = Counter(
+            "persona_archive_errors_total",
+            "Archive passes that failed (Redis or the archive store), by stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.archive_last_success = Gauge(
+            "persona_archive_last_success_timestamp_seconds",
+            "When the archiver last wrote and acknowledged a batch (or found nothing to do).",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.log_trimmed = Counter(
+            "persona_event_log_trimmed_entries_total",
+            "Entries removed from the log in Redis, by reason (window: archived and older "
+            "than the window; memory_limit: forced by the hard memory limit, maybe unarchived).",
+            ["reason"],
+            registry=r,
+        )
+        self.redis_memory_used = Gauge(
+            "persona_redis_memory_used_bytes",
+            "Memory the private Redis uses (INFO memory used_memory).",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.redis_memory_max = Gauge(
+            "persona_redis_memory_max_bytes",
+            "The private Redis' maxmemory (0: unlimited).",
+            registry=r,
+            multiprocess_mode="max",
         )
         # the per-request series are tallied (service/tally.py) and flushed in batches
         self.tallies = t = Tallies()

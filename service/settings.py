@@ -79,6 +79,9 @@ class Settings:
     log_decisions: bool = True
     uvloop: bool = True
     log_level: str = "INFO"
+    log_format: str = "text"
+    overload_lag_ms: float = 20.0
+    shutdown_timeout_s: float = 10.0
     redis_server_bin: str = "redis-server"
     redis_appendfsync: str = "always"
 
@@ -497,6 +500,26 @@ SPECS: tuple[Spec, ...] = (
         "PERSONA_LOG_LEVEL",
         _choice("debug", "info", "warning", "error"),
         "Log level: debug, info, warning or error.",
+    ),
+    Spec(
+        "log_format",
+        "PERSONA_LOG_FORMAT",
+        _choice("text", "json"),
+        "Log lines as text, or as one JSON object per line (with the request id).",
+    ),
+    Spec(
+        "overload_lag_ms",
+        "PERSONA_OVERLOAD_LAG_MS",
+        _float_range(1, 10_000),
+        "When the event loop runs later than this, decisions answer the defaults at once "
+        '(fallback "overloaded") and event batches 503, until it catches up.',
+    ),
+    Spec(
+        "shutdown_timeout_s",
+        "PERSONA_SHUTDOWN_TIMEOUT_S",
+        _float_range(0.1, 600),
+        "On SIGTERM, how long requests in flight may take to finish before the process "
+        "flushes its decision log and metrics and exits.",
     ),
     Spec(
         "redis_server_bin",
