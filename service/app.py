@@ -47,11 +47,13 @@ from service.keys import (
     INGESTOR,
     LIVE,
     METRICS,
+    OVERLOAD,
     REDIS,
     SETTINGS,
     SIGNER,
 )
 from service.metrics import Metrics
+from service.overload import Overload
 from service.ratelimit import Limiter, RateTable
 from service.scoring.bundle import BundleError, load_bundle
 from service.scoring.predictor import load_predictor
@@ -122,6 +124,7 @@ def create_app(
         settings.forwarded_hops,
         metrics,
     )
+    app[OVERLOAD] = Overload(settings.overload_lag_ms / 1000, metrics.lag)
     source = catalog_source or FileCatalogSource(settings.catalog_path)
     app[LIVE] = Live()
 
@@ -193,6 +196,7 @@ def create_app(
         stop = asyncio.Event()
         background = [
             asyncio.create_task(flush_every(metrics.tallies, METRICS_FLUSH_S, stop)),
+            asyncio.create_task(app[OVERLOAD].run(stop)),
             asyncio.create_task(
                 log_monitor.run(events_client, metrics, settings.log_metrics_interval_s, stop)
             ),

@@ -12,6 +12,7 @@ from service.events.store import EventWriter
 from service.identity.cookies import CookieSigner
 from service.identity.customer import CustomerKeys
 from service.metrics import Metrics
+from service.overload import Overload
 from service.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,3 +27,5 @@ ADMIN_REDIS = web.AppKey("admin_redis", aioredis.Redis)
 EVENT_WRITER = web.AppKey("event_writer", EventWriter)
 CUSTOMER_KEYS = web.AppKey("customer_keys", CustomerKeys)
 INGESTOR = web.AppKey("ingestor", Ingestor)
+OVERLOAD = web.AppKey("overload", Overload)
+"""The event loop's lag against the overload budget (service/overload.py)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from service.process_metrics import ProcessMetrics
 from service.tally import CounterTally, HistogramTally, Tallies
 
 LATENCY_BUCKETS = (
@@ -316,10 +317,16 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.process = ProcessMetrics(registry, shared=shared_dir is not None)
         # the per-request series are tallied (service/tally.py) and flushed in batches
         self.tallies = t = Tallies()
         self.stage = {s: t.histogram(self.stage_seconds.labels(s)) for s in STAGES}
         self.fallback = {r_: t.counter(self.fallbacks.labels(r_)) for r_ in FALLBACK_REASONS}
+        self.lag = t.histogram(self.loop_lag)
+        self.shadow_agreement = {
+            a: t.counter(self.shadow_decisions.labels(a)) for a in ("agree", "disagree")
+        }
+        self.shed_count = {e: t.counter(self.shed.labels(e)) for e in ("decide", "events")}
         self._decision_children: dict[tuple[str, str], CounterTally] = {}
         self._request_children: dict[tuple[str, int], tuple[HistogramTally, CounterTally]] = {}
         self.cookie_outcome = {
@@ -358,5 +365,6 @@ class Metrics:
         return child
 
     def flush(self) -> None:
-        """Push the tallied per-request series into their metrics."""
+        """Push the tallied per-request series into their metrics; sample the process."""
         self.tallies.flush()
+        self.process.sample()

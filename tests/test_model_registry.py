@@ -22,6 +22,7 @@ from tests.helpers import (
     store_profile,
     tiny_bundle,
 )
+from tests.test_fallbacks import metric
 
 
 def bundle_copy(tmp_path: Path, version: str, **manifest_changes: Any) -> Path:
@@ -156,6 +157,18 @@ async def test_a_shadow_model_is_scored_and_logged_but_never_shown(
     assert e["shadow"]["scores"] == pytest.approx(expected, abs=1e-9)
     assert e["shadow"]["scores"] != e["scores"]
     assert "shadow" not in served["home-hero"]  # never in the answer
+    # every shadowed decision is counted by whether the shadow would have served the same
+    await asyncio.sleep(0.2)
+    agree = disagree = 0
+    for logged in logged_decisions(redis_url):
+        if logged.get("shadow"):
+            shadow_scores = dict(zip(logged["candidates"], logged["shadow"]["scores"], strict=True))
+            if max(shadow_scores, key=shadow_scores.__getitem__) == logged["variant_id"]:
+                agree += 1
+            else:
+                disagree += 1
+    assert await metric(client, 'persona_shadow_decisions_total{agreement="agree"}') == agree
+    assert await metric(client, 'persona_shadow_decisions_total{agreement="disagree"}') == disagree
     listed = await (await client.get("/v1/admin/models", headers=auth)).json()
     assert listed["shadow"] == "tiny-shadow"
     assert (await client.delete("/v1/admin/models/shadow", headers=auth)).status == 200

@@ -182,9 +182,11 @@ class DecisionEngine:
             self._metrics.fallback[decision.fallback].inc()
         return decision
 
-    @staticmethod
-    def _with_shadow(decision: Decision, snap: Snapshot, rows: Any, keep: list[int]) -> Decision:
-        """The decision with the shadow model's scores of its candidates (logged, not used)."""
+    def _with_shadow(
+        self, decision: Decision, snap: Snapshot, rows: Any, keep: list[int]
+    ) -> Decision:
+        """The decision with the shadow model's scores of its candidates (logged, not used),
+        counted by whether the shadow model would have ranked the served variant first."""
         shadow = snap.shadow
         assert shadow is not None
         if decision.policy not in ("model", "explore"):
@@ -195,6 +197,10 @@ class DecisionEngine:
             log.exception("shadow model %s failed", shadow.manifest.version)
             return decision
         scores = tuple(float(values[k]) for k in keep)
+        if scores and len(scores) == len(decision.candidates):
+            top = decision.candidates[max(range(len(scores)), key=scores.__getitem__)][0]
+            agreement = "agree" if top == decision.variant_id else "disagree"
+            self._metrics.shadow_agreement[agreement].inc()
         return dataclasses.replace(decision, shadow=(shadow.manifest.version, scores))
 
     def fallback_all(self, names: tuple[str, ...], reason: str) -> list[Decision]:

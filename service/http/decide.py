@@ -31,7 +31,7 @@ from service.identity.consent import ConsentError, parse_consent
 from service.identity.identify import identify
 from service.identity.trust import Trust
 from service.identity.visitor import Identity, weak_visitor_id
-from service.keys import CUSTOMER_KEYS, ENGINE, EVENT_WRITER, METRICS, SETTINGS, SIGNER
+from service.keys import CUSTOMER_KEYS, ENGINE, EVENT_WRITER, METRICS, OVERLOAD, SETTINGS, SIGNER
 from service.store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,8 @@ async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.R
     if len(set(body.placements)) != len(body.placements):
         raise ApiError(400, "invalid_request", "a placement is listed twice")
     named = _named(request, body, trust)
+    if request.app[OVERLOAD].shedding():
+        return _shed(request, body, trust, named)
     now = time.time()
     try:
         consent = parse_consent(
@@ -183,6 +185,22 @@ async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.R
         metrics.stage["score"].observe(stages.score)
     metrics.stage["serialize"].observe(perf_counter() - t_decided)
     return response
+
+
+def _shed(
+    request: web.Request, body: DecideBody, trust: Trust, named: str | None
+) -> web.Response:
+    """The defaults at once (``fallback: "overloaded"``): no cookie, no Redis, no scoring."""
+    request.app[METRICS].shed_count["decide"].inc()
+    decisions = request.app[ENGINE].fallback_all(tuple(body.placements), "overloaded")
+    doc: dict[str, object] = {"decisions": {d.placement: d.to_json() for d in decisions}}
+    if trust.server:
+        doc["visitor_id"] = named
+    return web.Response(
+        body=orjson.dumps(doc),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _admit(request: web.Request) -> Trust:

@@ -20,7 +20,8 @@ from service.http.timing import elapsed
 from service.identity.consent import HEADER as CONSENT_HEADER
 from service.identity.consent import ConsentError, parse_consent
 from service.identity.identify import identify
-from service.keys import INGESTOR, LIVE, METRICS, SETTINGS, SIGNER
+from service.identity.trust import Trust
+from service.keys import INGESTOR, LIVE, METRICS, OVERLOAD, SETTINGS, SIGNER
 
 RETRY_AFTER_S = "1"
 
@@ -32,6 +33,25 @@ async def post_events(request: web.Request) -> web.Response:
     trust = guard.caller(request)
     guard.admit_client(request, trust, guard.rules.events_client)
     raw = await read_body(request, settings.http_body_timeout_s)
+    overload = request.app[OVERLOAD]
+    if overload.events_full():
+        request.app[METRICS].shed_count["events"].inc()
+        raise ApiError(
+            503,
+            "overloaded",
+            "the service is overloaded; retry the batch",
+            {"Retry-After": RETRY_AFTER_S},
+        )
+    overload.events_in_flight += 1
+    try:
+        return await _ingest(request, trust, raw)
+    finally:
+        overload.events_in_flight -= 1
+
+
+async def _ingest(request: web.Request, trust: Trust, raw: bytes) -> web.Response:
+    settings = request.app[SETTINGS]
+    guard = request.app[GUARD]
     try:
         envelope = ENVELOPE_DECODER.decode(raw)
     except msgspec.ValidationError as exc:
