@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from service import logs
 from service.admin import cli as admin_cli
 from service.http.server import PortUnavailable
 from service.local_redis import LocalRedis, RedisNotAvailable
@@ -29,6 +30,7 @@ from service.store.address import parse_redis_url, redis_client_for
 
 if TYPE_CHECKING:
     from service.catalog.model import Catalog
+    from service.events.archive_store import ArchiveStore
 
 log = logging.getLogger("persona")
 
@@ -150,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--json", action="store_true", help="print the report as JSON")
     _add_setting_options(ev)
+    _add_archive_parser(sub)
     sub.add_parser("settings", help="print every setting as a Markdown table")
     return parser
 
@@ -212,6 +215,68 @@ def _export(settings: Settings, out: str, group: str, consumer: str) -> int:
     return 0
 
 
+def _add_archive_parser(sub: Any) -> None:
+    arc = sub.add_parser(
+        "archive",
+        help="archive the event log to PERSONA_ARCHIVE_URL continuously, and trim it",
+        description="Write the event log to Parquet files under PERSONA_ARCHIVE_URL "
+        "(date=YYYY-MM-DD/part-*.parquet) as the consumer group 'archive', acknowledging "
+        "entries once their file is durable, and trim Redis to PERSONA_LOG_WINDOW_S (never "
+        "past what is archived) and PERSONA_LOG_MEMORY_LIMIT_MB. Serves its metrics at "
+        "/metrics; SIGTERM ends it after the pass under way.",
+    )
+    arc.add_argument("--consumer", help="consumer name in the group (default: the host name)")
+    arc.add_argument(
+        "--metrics-host", help="address of the metrics endpoint (default: PERSONA_HOST)"
+    )
+    arc.add_argument(
+        "--metrics-port", type=int, default=8081, help="port of the metrics endpoint (8081)"
+    )
+    arc.add_argument("--once", action="store_true", help="archive what is there, trim, exit")
+    arc.add_argument(
+        "--drop-group",
+        action="store_true",
+        help="stop archiving for good: delete the group (the window then trims alone)",
+    )
+    _add_setting_options(arc)
+
+
+def _archive(settings: Settings, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from service.events import archive_process
+    from service.events.archive import consumer_name
+
+    if settings.redis_url is None:
+        print("persona: archive needs PERSONA_REDIS_URL", file=sys.stderr)
+        return 2
+    if args.drop_group:
+        dropped = asyncio.run(archive_process.drop_group(settings))
+        print(f"dropped the archive group from {dropped} partitions")
+        return 0
+    if settings.archive_url is None:
+        print("persona: archive needs PERSONA_ARCHIVE_URL", file=sys.stderr)
+        return 2
+    archived, failures = asyncio.run(
+        archive_process.archive(
+            settings,
+            args.consumer or consumer_name(pid=False),
+            args.metrics_host or settings.host,
+            args.metrics_port,
+            settings.archive_interval_s,
+            once=args.once,
+        )
+    )
+    print(f"archived {archived} entries to {settings.archive_url}")
+    return 1 if args.once and failures else 0
+
+
+def _archive_store(settings: Settings) -> ArchiveStore | None:
+    from service.events.archive_store import open_store
+
+    return open_store(settings.archive_url) if settings.archive_url is not None else None
+
+
 def _file_catalog(settings: Settings) -> Catalog | None:
     """The catalog file's catalog (decisions made before any admin version use it)."""
     from service.catalog.loader import CatalogError, parse_catalog
@@ -243,7 +308,7 @@ def _log_window(
     async def load(read: bool) -> tuple[list[dict[str, Any]], Callable[[str], Catalog | None]]:
         client = redis_client_for(settings.redis_url or "", timeout_s=60)
         try:
-            entries = await read_log(client, start) if read else []
+            entries = await read_log(client, start, _archive_store(settings)) if read else []
             return entries, await catalog_resolver(client, file_catalog)
         finally:
             await client.aclose()
@@ -370,7 +435,13 @@ def _train(settings: Settings, args: argparse.Namespace) -> int:
         client = redis_client_for(settings.redis_url or "", timeout_s=60)
         try:
             return await rows_from_redis(
-                client, start, _file_catalog(settings), half_life_s, args.attribution_s, args.label
+                client,
+                start,
+                _file_catalog(settings),
+                half_life_s,
+                args.attribution_s,
+                args.label,
+                _archive_store(settings),
             )
         finally:
             await client.aclose()
@@ -440,6 +511,7 @@ def _serve(settings: Settings) -> int:
             settings.data_dir / "redis",
             binary=settings.redis_server_bin,
             appendfsync=settings.redis_appendfsync,
+            maxmemory_mb=settings.redis_maxmemory_mb,
         )
         try:
             url = local.start()
@@ -447,7 +519,12 @@ def _serve(settings: Settings) -> int:
             print(f"persona: {exc}", file=sys.stderr)
             return 2
         settings = dataclasses.replace(settings, redis_url=url)
-        log.info("started a private redis-server at %s (data in %s, AOF on)", url, local.data_dir)
+        log.info(
+            "started a private redis-server at %s (data in %s, AOF on, maxmemory %d MB)",
+            url,
+            local.data_dir,
+            local.maxmemory_mb,
+        )
     base = f"http://{settings.host}:{settings.port}"
     redis_shown = parse_redis_url(settings.redis_url or "").redacted()
 
@@ -465,7 +542,7 @@ def _serve(settings: Settings) -> int:
     try:
         if settings.workers == 1:
             run_loop(
-                lambda: serve_until_signal(settings, reuse_port=False, on_listening=announce),
+                lambda: serve_until_signal(settings, on_listening=announce),
                 settings.uvloop,
             )
             return 0
@@ -496,11 +573,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"persona: invalid setting: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     if args.command == "compile-model":
         return _compile(settings)
+    if args.command == "archive":
+        return _archive(settings, args)
     if args.command == "export-log":
         return _export(settings, args.out, args.group, args.consumer)
     if args.command == "train":

@@ -1,4 +1,4 @@
-"""The one middleware: CORS, security headers, timing and status metrics, JSON errors."""
+"""The one middleware: request ids, CORS, security headers, timing and metrics, JSON errors."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from aiohttp.typedefs import Handler
 from service.errors import ApiError
 from service.http.timing import STARTED, elapsed
 from service.keys import METRICS, SETTINGS
+from service.logs import REQUEST_ID_HEADER, request_id
 
 log = logging.getLogger(__name__)
 rejections = logging.getLogger("persona.rejected")
 
-ALLOWED_HEADERS = "Content-Type, X-Persona-Consent"
+ALLOWED_HEADERS = "Content-Type, X-Persona-Consent, X-Request-Id"
 SERVER = "persona"
 # pages load their scripts and styles from the service itself; nothing inline, no framing
 PAGE_POLICY = (
@@ -51,6 +52,7 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
     microseconds on every request, and the decision path is budgeted in tens.
     """
     request[STARTED] = perf_counter()
+    rid = request_id(request.headers.get(REQUEST_ID_HEADER))
     settings = request.app[SETTINGS]
     origin = request.headers.get("Origin")
     allowed = origin is not None and origin in settings.cors_origins
@@ -68,9 +70,11 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         assert origin is not None
         headers["Access-Control-Allow-Origin"] = origin
         headers["Access-Control-Allow-Credentials"] = "true"
+        headers["Access-Control-Expose-Headers"] = REQUEST_ID_HEADER
     headers.add("Vary", "Origin")
     headers["Server"] = SERVER
     headers["X-Content-Type-Options"] = "nosniff"
+    headers[REQUEST_ID_HEADER] = rid
     return response
 
 

@@ -60,15 +60,6 @@ def listen(host: str, port: int, reuse_port: bool, backlog: int = 2048) -> socke
     return sock
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Raise ``PortUnavailable`` unless nothing listens on ``host:port``.
-
-    Binds without SO_REUSEPORT, so it also fails when another group of workers
-    holds the port with SO_REUSEPORT (which would otherwise silently share it).
-    """
-    listen(host, port, reuse_port=False, backlog=1).close()
-
-
 class _Handler(RequestHandler):
     """aiohttp's connection handler with a header read timeout."""
 
