@@ -130,7 +130,7 @@ async def drive(port: int, seconds: float, rate: float, load: Load) -> None:
             raise AssertionError(f"{path}: no answer after 3 connections")
 
         async def one_decision(n: int) -> None:
-            status, body = await send(
+            status, _ = await send(
                 "/v1/decide",
                 {"placements": ["home-hero"], "visitor_id": f"restart-visitor-{n % 50:08d}-x"},
             )
