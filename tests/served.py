@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -67,6 +68,55 @@ def served(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        redis.stop()
+
+
+@dataclass
+class Running:
+    """A service process started by :func:`running`, its private Redis and its log."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    redis: LocalRedis
+    log: Path
+
+    @property
+    def redis_url(self) -> str:
+        """The private Redis' URL."""
+        return self.redis.url
+
+
+@contextlib.contextmanager
+def running(
+    env: dict[str, str], tmp_path: Path, workers: int = 1, **extra: str
+) -> Iterator[Running]:
+    """``python -m service`` on a private Redis, its output in ``tmp_path / "service.log"``;
+    ``extra``: more environment variables. Stopped with SIGTERM unless it already exited."""
+    redis = LocalRedis(tmp_path / "redis", appendonly=False)
+    redis.start()
+    port = int(env["PERSONA_PORT"])
+    log = tmp_path / "service.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "--workers", str(workers)],
+            cwd=REPO_DIR,
+            env={
+                **env,
+                "PERSONA_REDIS_URL": redis.url,
+                "PERSONA_COOKIE_SECRETS": SECRET,
+                "PERSONA_API_KEYS": API_KEY,
+                **extra,
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_ready(port, proc)
+        yield Running(proc, port, redis, log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
         redis.stop()
 
 

@@ -13,8 +13,6 @@ import itertools
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -28,57 +26,24 @@ import orjson
 import pytest
 import redis
 
-from service.local_redis import LocalRedis
-from service.settings import REPO_DIR
 from service.store.keyspace import PARTITIONS, log_key
-from tests.conftest import API_KEY, SECRET, SERVER
-from tests.served import children, cmdline, wait_ready
+from tests.conftest import API_KEY, SERVER
+from tests.served import Running, children, cmdline, running
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Running:
-    proc: subprocess.Popen[bytes]
-    port: int
-    redis: LocalRedis
-    log: Path
-
-    @property
-    def redis_url(self) -> str:
-        return self.redis.url
-
-
 @pytest.fixture
 def service(service_env: dict[str, str], tmp_path: Path, request: Any) -> Iterator[Running]:
-    workers = getattr(request, "param", 2)
-    redis_server = LocalRedis(tmp_path / "redis", appendonly=False)
-    redis_server.start()
-    port = int(service_env["PERSONA_PORT"])
-    log = tmp_path / "service.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "--workers", str(workers)],
-            cwd=REPO_DIR,
-            env={
-                **service_env,
-                "PERSONA_REDIS_URL": redis_server.url,
-                "PERSONA_COOKIE_SECRETS": SECRET,
-                "PERSONA_API_KEYS": API_KEY,
-                "PERSONA_SHUTDOWN_TIMEOUT_S": "5",
-                "PERSONA_EVENTS_TIMEOUT_MS": "4000",
-            },
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_ready(port, proc)
-        yield Running(proc, port, redis_server, log)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        redis_server.stop()
+    """Two workers (or ``request.param``), a 5 s shutdown budget, events waiting up to 4 s."""
+    with running(
+        service_env,
+        tmp_path,
+        workers=getattr(request, "param", 2),
+        PERSONA_SHUTDOWN_TIMEOUT_S="5",
+        PERSONA_EVENTS_TIMEOUT_MS="4000",
+    ) as r:
+        yield r
 
 
 def logged_event_ids(url: str) -> set[str]:
