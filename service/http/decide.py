@@ -187,9 +187,7 @@ async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.R
     return response
 
 
-def _shed(
-    request: web.Request, body: DecideBody, trust: Trust, named: str | None
-) -> web.Response:
+def _shed(request: web.Request, body: DecideBody, trust: Trust, named: str | None) -> web.Response:
     """The defaults at once (``fallback: "overloaded"``): no cookie, no Redis, no scoring."""
     request.app[METRICS].shed_count["decide"].inc()
     decisions = request.app[ENGINE].fallback_all(tuple(body.placements), "overloaded")
