@@ -27,6 +27,7 @@ from service.decide.engine import DecisionEngine, EngineConfig
 from service.decide.record import DecisionRecorder
 from service.decide.snapshot import Live, LoadedModel
 from service.events import monitor as log_monitor
+from service.events import upkeep as log_upkeep
 from service.events.ingest import Ingestor
 from service.events.store import EventWriter, WriteConfig
 from service.features.schema import schema_hash
@@ -36,6 +37,7 @@ from service.http import sdk as sdk_http
 from service.http.guard import GUARD, Guard, Rules
 from service.http.middleware import edge
 from service.http.server import quiet_malformed_requests
+from service.http.shed_lane import LANE, ShedLane
 from service.identity.cookies import CookieSigner
 from service.identity.customer import CustomerKeys
 from service.identity.trust import ApiKeys
@@ -162,6 +164,15 @@ def create_app(
             recorder,
             clock=clock,
         )
+        app[LANE] = ShedLane(
+            app[OVERLOAD],
+            app[ENGINE],
+            metrics,
+            app[GUARD].keys,
+            app[CUSTOMER_KEYS],
+            settings.max_placements,
+            settings.cors_origins,
+        )
         writer = app[EVENT_WRITER] = EventWriter(
             events_client,
             WriteConfig(
@@ -200,6 +211,7 @@ def create_app(
             asyncio.create_task(
                 log_monitor.run(events_client, metrics, settings.log_metrics_interval_s, stop)
             ),
+            asyncio.create_task(log_upkeep.run(admin_client, settings, metrics, stop)),
             asyncio.create_task(
                 propagate.follow(admin_client, live, metrics, settings.config_poll_s, stop)
             ),

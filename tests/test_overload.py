@@ -15,8 +15,10 @@ from typing import Any
 import orjson
 import redis
 
+from service.http.shed_lane import LANE
 from service.overload import MAX_EVENT_BATCHES_IN_FLIGHT, Overload
 from service.store.keyspace import PARTITIONS, log_key
+from tests.conftest import API_KEY
 from tests.helpers import catalog_without_randomness, fan_profile, store_profile
 from tests.test_fallbacks import metric
 
@@ -132,3 +134,123 @@ def test_too_many_event_batches_waiting_are_refused_before_memory_grows() -> Non
     overload.events_in_flight += 1
     assert overload.events_full()
     assert not overload.shedding(), "decisions still go through: only events wait for Redis"
+
+
+async def raw_decide(client: Any, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, bytes]:
+    """A whole ``POST /v1/decide`` written at once, as a browser or server sends it."""
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request = (
+        f"POST /v1/decide HTTP/1.1\r\nHost: persona\r\nContent-Type: application/json\r\n{head}"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(request)
+    status_line = await reader.readline()
+    raw_headers = b""
+    while (line := await reader.readline()) != b"\r\n":
+        raw_headers += line
+    length = int(raw_headers.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    payload = await reader.readexactly(length)
+    writer.close()
+    return int(status_line.split()[1]), raw_headers, payload
+
+
+async def test_while_shedding_the_connection_answers_a_whole_decide_with_the_same_rules(
+    app_client: Any, make_settings: Any
+) -> None:
+    settings = make_settings(overload_lag_ms=20.0, cors_origins=("https://shop.example",))
+    client = await app_client(settings)
+    server = {"Authorization": f"Bearer {API_KEY}"}
+    named = orjson.dumps({"placements": ["home-hero"], "visitor_id": VID})
+    async with lagging_loop():
+        ok = await raw_decide(
+            client, named, {**server, "Origin": "https://shop.example", "X-Request-Id": "r-1"}
+        )
+        browser_naming = await raw_decide(client, named, {})
+        wrong_key = await raw_decide(client, named, {"Authorization": "Bearer nope"})
+        twice = await raw_decide(
+            client, orjson.dumps({"placements": ["home-hero", "home-hero"]}), {}
+        )
+        browser = await raw_decide(client, orjson.dumps({"placements": ["home-hero"]}), {})
+    status, headers, payload = ok
+    assert status == 200
+    doc = orjson.loads(payload)
+    assert doc["visitor_id"] == VID
+    assert doc["decisions"]["home-hero"]["fallback"] == "overloaded"
+    assert doc["decisions"]["home-hero"]["variant_id"] == "hero-welcome"
+    for header in (
+        b"cache-control: no-store",
+        b"x-request-id: r-1",
+        b"access-control-allow-origin: https://shop.example",
+        b"x-content-type-options: nosniff",
+    ):
+        assert header in headers.lower(), headers
+    assert browser_naming[0] == 403, "a browser may not name a visitor, shedding or not"
+    assert wrong_key[0] == 401
+    assert twice[0] == 400
+    assert browser[0] == 200 and "visitor_id" not in orjson.loads(browser[2])
+    assert b"set-cookie" not in browser[1].lower()
+    sheds = await metric(client, 'persona_overload_shed_total{endpoint="decide"}')
+    assert sheds == 2
+    counted = await metric(
+        client, 'persona_http_request_duration_seconds_count{endpoint="/v1/decide"}'
+    )
+    assert counted >= 5
+
+
+async def test_the_lane_takes_only_whole_plain_decide_requests(
+    app_client: Any, make_settings: Any
+) -> None:
+    client = await app_client(make_settings(overload_lag_ms=20.0))
+    lane = client.server.app[LANE]
+    body = b'{"placements": ["home-hero"]}'
+
+    def request(line: str = "POST /v1/decide HTTP/1.1", extra: str = "", cut: int = 0) -> bytes:
+        data = f"{line}\r\nHost: x\r\n{extra}Content-Length: {len(body)}\r\n\r\n".encode()
+        data += body
+        return data[: len(data) - cut]
+
+    whole = lane.answer(request())
+    assert whole is not None and whole.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert (
+        orjson.loads(whole.split(b"\r\n\r\n", 1)[1])["decisions"]["home-hero"]["fallback"]
+        == "overloaded"
+    )
+    for refused in (
+        request(cut=3),  # the body is still on its way
+        request(cut=len(body) + 4),  # so are the headers' end
+        request("GET /v1/decide?placement=home-hero HTTP/1.1"),
+        request("POST /v1/events HTTP/1.1"),
+        request("POST /v1/decide HTTP/1.0"),
+        request(extra="Connection: close\r\n"),
+        request(extra="Content-Encoding: gzip\r\n"),
+        request(extra="Transfer-Encoding: chunked\r\n"),
+        request(extra="Authorization: Bearer wrong\r\n"),
+        request() + request(),  # pipelined
+    ):
+        assert lane.answer(refused) is None, refused
+
+
+async def test_the_connection_uses_the_lane_only_while_shedding(
+    app_client: Any, make_settings: Any
+) -> None:
+    client = await app_client(make_settings(overload_lag_ms=20.0))
+    lane = client.server.app[LANE]
+    answered: list[bool] = []
+    real = lane.answer
+
+    def counting(data: bytes) -> bytes | None:
+        out = real(data)
+        answered.append(out is not None)
+        return out
+
+    lane.answer = counting
+    body = orjson.dumps({"placements": ["home-hero"]})
+    assert (await raw_decide(client, body, {}))[0] == 200
+    assert answered == [], "not consulted while the loop is on time"
+    async with lagging_loop():
+        status, _, payload = await raw_decide(client, body, {})
+    assert status == 200 and orjson.loads(payload)["decisions"]["home-hero"]["fallback"] == (
+        "overloaded"
+    )
+    assert answered == [True]

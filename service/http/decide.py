@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from service.decide.engine import DecisionEngine
 from service.decide.types import DecideRequest
 from service.errors import ApiError
 from service.features.context import (
@@ -28,6 +29,7 @@ from service.http.schemas import DECIDE_DECODER, ContextBody, DecideBody
 from service.http.timing import service_start
 from service.identity.consent import HEADER as CONSENT_HEADER
 from service.identity.consent import ConsentError, parse_consent
+from service.identity.customer import CustomerKeys
 from service.identity.identify import identify
 from service.identity.trust import Trust
 from service.identity.visitor import Identity, weak_visitor_id
@@ -88,8 +90,19 @@ def _decode(raw: bytes) -> DecideBody:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
-def _named(request: web.Request, body: DecideBody, trust: Trust) -> str | None:
-    """The visitor the caller names, if any (only the site's server may)."""
+def checked(
+    body: DecideBody, trust: Trust, customer_keys: CustomerKeys, max_placements: int
+) -> str | None:
+    """The visitor the caller names, if any, once the request passed the rules of who may
+    ask what (only the site's server names visitors); an :class:`ApiError` otherwise."""
+    if len(body.placements) > max_placements:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"at most {max_placements} placements per call, got {len(body.placements)}",
+        )
+    if len(set(body.placements)) != len(body.placements):
+        raise ApiError(400, "invalid_request", "a placement is listed twice")
     for field, given in (
         ("visitor_id", body.visitor_id is not None),
         ("customer_id", body.customer_id is not None),
@@ -100,12 +113,21 @@ def _named(request: web.Request, body: DecideBody, trust: Trust) -> str | None:
     if body.visitor_id is not None and body.customer_id is not None:
         raise ApiError(400, "invalid_request", "name the visitor by visitor_id or customer_id")
     if body.customer_id is not None:
-        return request.app[CUSTOMER_KEYS].profile_id(body.customer_id)
+        return customer_keys.profile_id(body.customer_id)
     if body.visitor_id is not None:
         weak = weak_visitor_id(body.visitor_id)
         if weak:
             raise ApiError(400, "invalid_request", weak)
     return body.visitor_id
+
+
+def shed_answer(engine: DecisionEngine, body: DecideBody, trust: Trust, named: str | None) -> bytes:
+    """The defaults of every placement (``fallback: "overloaded"``) as the JSON answer."""
+    decisions = engine.fallback_all(tuple(body.placements), "overloaded")
+    doc: dict[str, object] = {"decisions": {d.placement: d.to_json() for d in decisions}}
+    if trust.server:
+        doc["visitor_id"] = named
+    return orjson.dumps(doc)
 
 
 async def _withdraw(
@@ -129,17 +151,14 @@ async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.R
     started = service_start(request)
     settings = request.app[SETTINGS]
     metrics = request.app[METRICS]
-    if len(body.placements) > settings.max_placements:
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"at most {settings.max_placements} placements per call, got {len(body.placements)}",
-        )
-    if len(set(body.placements)) != len(body.placements):
-        raise ApiError(400, "invalid_request", "a placement is listed twice")
-    named = _named(request, body, trust)
+    named = checked(body, trust, request.app[CUSTOMER_KEYS], settings.max_placements)
     if request.app[OVERLOAD].shedding():
-        return _shed(request, body, trust, named)
+        metrics.shed_count["decide"].inc()
+        return web.Response(
+            body=shed_answer(request.app[ENGINE], body, trust, named),
+            content_type="application/json",
+            headers={"Cache-Control": "no-store"},
+        )
     now = time.time()
     try:
         consent = parse_consent(
@@ -185,20 +204,6 @@ async def _answer(request: web.Request, body: DecideBody, trust: Trust) -> web.R
         metrics.stage["score"].observe(stages.score)
     metrics.stage["serialize"].observe(perf_counter() - t_decided)
     return response
-
-
-def _shed(request: web.Request, body: DecideBody, trust: Trust, named: str | None) -> web.Response:
-    """The defaults at once (``fallback: "overloaded"``): no cookie, no Redis, no scoring."""
-    request.app[METRICS].shed_count["decide"].inc()
-    decisions = request.app[ENGINE].fallback_all(tuple(body.placements), "overloaded")
-    doc: dict[str, object] = {"decisions": {d.placement: d.to_json() for d in decisions}}
-    if trust.server:
-        doc["visitor_id"] = named
-    return web.Response(
-        body=orjson.dumps(doc),
-        content_type="application/json",
-        headers={"Cache-Control": "no-store"},
-    )
 
 
 def _admit(request: web.Request) -> Trust:

@@ -26,6 +26,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 
 from service.http.middleware import SERVER
+from service.http.shed_lane import LANE, ShedLane
 
 rejections = logging.getLogger("persona.rejected")
 
@@ -63,14 +64,38 @@ def listen(host: str, port: int, reuse_port: bool, backlog: int = 2048) -> socke
 class _Handler(RequestHandler):
     """aiohttp's connection handler with a header read timeout."""
 
-    __slots__ = ("_header_timeout_s", "_header_timer")
+    __slots__ = ("_header_timeout_s", "_header_timer", "_lane")
 
-    def __init__(self, manager: web.Server, *, header_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        header_timeout_s: float,
+        lane: ShedLane | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout_s = header_timeout_s
         self._header_timer: asyncio.TimerHandle | None = None
+        self._lane = lane
 
     def data_received(self, data: bytes) -> None:
+        lane = self._lane
+        if (
+            lane is not None
+            and lane.overload.shedding()
+            and self._header_timer is None  # no partial request waits in the parser
+            and not self._request_in_progress
+            and not self._messages
+            and not self._close
+            and not self._force_close
+            and self.transport is not None
+        ):
+            answer = lane.answer(data)
+            if answer is not None:
+                self.transport.write(answer)
+                self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+                return
         super().data_received(data)
         if self._messages:  # a request's headers are complete
             self._stop_header_timer()
@@ -124,12 +149,14 @@ class _Server(web.Server):
     """Creates :class:`_Handler` connections (set by :class:`Runner`)."""
 
     header_timeout_s = 10.0
+    lane: ShedLane | None = None
 
     def __call__(self) -> RequestHandler:
         return _Handler(
             self,
             loop=self._loop,
             header_timeout_s=self.header_timeout_s,
+            lane=self.lane,
             **self._kwargs,
         )
 
@@ -152,6 +179,7 @@ class Runner(web.AppRunner):
         # the same object with the connection factory above (Server has no slots)
         server.__class__ = _Server
         server.header_timeout_s = self._header_timeout_s  # type: ignore[attr-defined]
+        server.lane = self.app.get(LANE)  # type: ignore[attr-defined]
         return server
 
 
