@@ -24,7 +24,8 @@ from models.outcomes import Label, Outcomes
 from service.admin.config import ConfigError, ConfigStore, validate
 from service.catalog.model import Catalog
 from service.decide.record import context_of
-from service.events.log import entries_since
+from service.events.archive_store import ArchiveStore
+from service.events.history import log_entries
 from service.features.builder import row_for_view, visitor_view
 from service.features.schema import FEATURE_NAMES, N_FEATURES
 from service.scoring.bundle import (
@@ -219,18 +220,23 @@ async def rows_from_redis(
     half_life_s: float,
     attribution_s: float = 1800.0,
     label: Label = "click",
+    archive: ArchiveStore | None = None,
 ) -> LogRows:
-    """Training rows from the log since ``since``, streamed (entries are not kept)."""
+    """Training rows from the log since ``since``, streamed (entries are not kept): from
+    Redis, and from ``archive`` for what Redis no longer holds."""
     resolve = await catalog_resolver(client, file_catalog)
     builder = RowBuilder(resolve, half_life_s, attribution_s, label)
-    async for e in entries_since(client, since):
+    async for e in log_entries(client, since, archive):
         builder.add(e)
     return builder.finish()
 
 
-async def read_log(client: aioredis.Redis, since: float) -> list[dict[str, Any]]:
-    """Every log entry (decisions and events) since ``since``, from all partitions."""
-    return [e async for e in entries_since(client, since)]
+async def read_log(
+    client: aioredis.Redis, since: float, archive: ArchiveStore | None = None
+) -> list[dict[str, Any]]:
+    """Every log entry (decisions and events) since ``since``, from all partitions: from
+    Redis, and from ``archive`` for what Redis no longer holds."""
+    return [e async for e in log_entries(client, since, archive)]
 
 
 async def catalog_resolver(

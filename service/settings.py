@@ -84,6 +84,13 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     redis_server_bin: str = "redis-server"
     redis_appendfsync: str = "always"
+    # the event log: a window in Redis, the rest in the archive
+    archive_url: str | None = None
+    archive_in_service: bool = True
+    archive_interval_s: float = 10.0
+    log_window_s: int | None = None
+    log_memory_limit_mb: int | None = None
+    redis_maxmemory_mb: int | None = None
 
     @property
     def effective_cache_dir(self) -> Path:
@@ -243,6 +250,28 @@ def _path(raw: str) -> Path:
 
 def _optional_path(raw: str) -> Path | None:
     return Path(raw).expanduser() if raw.strip() else None
+
+
+def _optional_int_range(lo: int, hi: int) -> Callable[[str], int | None]:
+    within = _int_range(lo, hi)
+
+    def parse(raw: str) -> int | None:
+        return within(raw) if raw.strip() else None
+
+    return parse
+
+
+ARCHIVE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def _archive_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    scheme = value.split("://", 1)[0].lower() if "://" in value else "file"
+    if scheme not in ARCHIVE_SCHEMES:
+        raise ValueError(f"must be a path or a {', '.join(ARCHIVE_SCHEMES)} URI")
+    return value
 
 
 SPECS: tuple[Spec, ...] = (
@@ -526,6 +555,49 @@ SPECS: tuple[Spec, ...] = (
         "PERSONA_REDIS_SERVER_BIN",
         str,
         "redis-server binary used for the private Redis.",
+    ),
+    Spec(
+        "archive_url",
+        "PERSONA_ARCHIVE_URL",
+        _archive_url,
+        "Where the event log is archived as Parquet: a folder, or an object store URI "
+        "(s3://bucket/prefix, gs://bucket/prefix). Unset: no archive, and Redis' window is "
+        "all the log there is.",
+    ),
+    Spec(
+        "archive_in_service",
+        "PERSONA_ARCHIVE_IN_SERVICE",
+        _bool,
+        "With PERSONA_ARCHIVE_URL, each worker archives the log as a consumer of the "
+        "archive group; false when `persona archive` runs as its own process.",
+    ),
+    Spec(
+        "archive_interval_s",
+        "PERSONA_ARCHIVE_INTERVAL_S",
+        _float_range(0.1, 3600),
+        "How often an archiver writes what was logged since its last file (at once again "
+        "while there is a backlog).",
+    ),
+    Spec(
+        "log_window_s",
+        "PERSONA_LOG_WINDOW_S",
+        _optional_int_range(1, 366 * 86400),
+        "How long log entries stay in Redis; older ones are trimmed once archived. Unset: "
+        "3600 with PERSONA_ARCHIVE_URL, 604800 (7 days) without.",
+    ),
+    Spec(
+        "log_memory_limit_mb",
+        "PERSONA_LOG_MEMORY_LIMIT_MB",
+        _optional_int_range(0, 16 * 1024 * 1024),
+        "Hard limit on the log's memory in Redis: past it the oldest entries are trimmed, "
+        "archived or not (counted, logged). Unset: half of Redis' maxmemory; 0: none.",
+    ),
+    Spec(
+        "redis_maxmemory_mb",
+        "PERSONA_REDIS_MAXMEMORY_MB",
+        _optional_int_range(16, 16 * 1024 * 1024),
+        "maxmemory of the private Redis (policy noeviction: writes fail rather than "
+        "profiles vanish). Unset: a quarter of the machine's memory.",
     ),
 )
 

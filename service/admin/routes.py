@@ -33,6 +33,7 @@ from service.admin.models import ModelError, ModelRegistry, UnknownModel
 from service.admin.preview import PREVIEW_DECODER, preview
 from service.admin.stats import variant_counts
 from service.errors import ApiError
+from service.events.archive_store import open_store
 from service.features.profile import decode_profile
 from service.http.body import read_body
 from service.http.decide import context_from
@@ -346,7 +347,9 @@ async def get_stats(request: web.Request) -> web.Response:
     if not 1 <= days <= 30:
         raise ApiError(400, "invalid_request", "days must be a whole number from 1 to 30")
     since = time.time() - days * 86400
-    counts = await variant_counts(request.app[ADMIN_REDIS], since)
+    url = request.app[SETTINGS].archive_url
+    archive = open_store(url) if url is not None else None
+    counts = await variant_counts(request.app[ADMIN_REDIS], since, archive=archive)
     return _json(200, {"days": days, "since": since, "placements": counts})
 
 

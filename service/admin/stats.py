@@ -2,10 +2,10 @@
 
 The log's 64 partitions are scanned from ``since`` (stream ids are
 millisecond timestamps, so the scan starts at the right entry), in pages of
-``page`` entries. A conversion counts for the variant whose impression carried
-the same decision id inside the window (last impression wins). The scan is
-bounded by the log's retention (``PERSONA_LOG_MAXLEN`` per partition); for long
-ranges or large sites, report from the Parquet export instead.
+``page`` entries; what Redis no longer holds (older than ``PERSONA_LOG_WINDOW_S``)
+comes from the archive when one is given (:mod:`service.events.history`). A
+conversion counts for the variant whose impression carried the same decision
+id inside the window (last impression wins).
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from service.events.log import entries_since
+from service.events.archive_store import ArchiveStore
+from service.events.history import log_entries
+
+COUNTED = ("impression", "click", "conversion")
 
 
 async def variant_counts(
-    client: aioredis.Redis, since: float, page: int = 2000
+    client: aioredis.Redis, since: float, page: int = 2000, archive: ArchiveStore | None = None
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Counts since ``since``: ``{placement: {variant: {impressions, clicks, ctr, ...}}}``."""
     counts: dict[tuple[str, str], dict[str, float]] = defaultdict(
@@ -27,7 +30,7 @@ async def variant_counts(
     )
     shown: dict[str, tuple[str, str]] = {}
     conversions: list[dict[str, Any]] = []
-    async for event in entries_since(client, since, page):
+    async for event in log_entries(client, since, archive, COUNTED, page):
         kind = event.get("type")
         if kind in ("impression", "click"):
             key = (str(event.get("placement")), str(event.get("variant_id")))

@@ -44,11 +44,14 @@ def entry(
     """The log entry of one decision.
 
     ``profile`` is the profile as read: its stored JSON bytes go into the entry
-    as they are (not decoded and encoded again), or a decoded profile.
+    as they are (not decoded and encoded again), or a decoded profile. Fields
+    that would be null or empty (``fallback``, ``excluded``, ``profile``,
+    ``shadow``, a context's ``category``...) are left out: readers take a
+    missing field for null, and every entry costs Redis memory until it is
+    trimmed.
     """
-    return {
+    out: dict[str, Any] = {
         "type": "decision",
-        "event_id": decision.decision_id,
         "decision_id": decision.decision_id,
         "timestamp": now,
         "placement": decision.placement,
@@ -61,25 +64,30 @@ def entry(
         "explore_share": explore_share,
         "candidates": [c for c, _ in decision.candidates],
         "scores": [s for _, s in decision.candidates],
-        "excluded": [list(x) for x in decision.excluded],
+        "excluded": [list(x) for x in decision.excluded] or None,
         "context": {
-            "device": ctx.device,
-            "page_type": ctx.page_type,
-            "category": ctx.category,
-            "referrer": ctx.referrer,
-            "hour": ctx.hour,
-            "dow": ctx.dow,
+            k: v
+            for k, v in (
+                ("device", ctx.device),
+                ("page_type", ctx.page_type),
+                ("category", ctx.category),
+                ("referrer", ctx.referrer),
+                ("hour", ctx.hour),
+                ("dow", ctx.dow),
+            )
+            if v is not None
         },
         "profile": orjson.Fragment(profile) if isinstance(profile, bytes) else profile,
         "shadow": None
         if decision.shadow is None
         else {"model_version": decision.shadow[0], "scores": list(decision.shadow[1])},
     }
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def context_of(logged: dict[str, Any]) -> Context:
-    """The context a logged decision was made in."""
-    return Context(**logged["context"])
+    """The context a logged decision was made in (a field left out was null)."""
+    return Context(**logged.get("context", {}))
 
 
 class DecisionRecorder:

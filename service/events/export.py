@@ -67,7 +67,9 @@ def write_part(out_dir: Path, day: str, partition: int, entries: list[Entry]) ->
                 "partition": e.partition,
                 "visitor_id": e.visitor_id,
                 "type": str(e.event.get("type", "")),
-                "event_id": str(e.event.get("event_id", e.event.get("id", ""))),
+                "event_id": str(
+                    e.event.get("event_id", e.event.get("id", e.event.get("decision_id", "")))
+                ),
                 "timestamp": float(e.event.get("timestamp", e.event.get("ts", 0.0))),
                 "event": orjson.dumps(e.event).decode(),
             }

@@ -28,6 +28,9 @@ class Entry:
     id: str
     visitor_id: str
     event: dict[str, Any]
+    """The entry decoded (empty when read by a reader that does not decode)."""
+    raw: bytes = b""
+    """The entry's JSON as logged."""
 
     @property
     def millis(self) -> int:
@@ -42,7 +45,11 @@ def stream_id_key(entry_id: str) -> tuple[int, int]:
 
 
 class LogReader:
-    """A named consumer in a consumer group over every partition."""
+    """A named consumer in a consumer group over every partition.
+
+    With ``decode=False`` entries carry their JSON as logged and no decoded
+    event (for a consumer that only stores them).
+    """
 
     def __init__(
         self,
@@ -51,8 +58,10 @@ class LogReader:
         consumer: str,
         min_idle_ms: int = 60_000,
         partitions: range = range(PARTITIONS),
+        decode: bool = True,
     ) -> None:
         self.client = client
+        self.decode = decode
         self.group = group
         self.consumer = consumer
         self.min_idle_ms = min_idle_ms
@@ -74,7 +83,9 @@ class LogReader:
             if not fields:  # deleted while pending
                 continue
             eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            out.append(Entry(partition, eid, fields[b"v"].decode(), orjson.loads(fields[b"e"])))
+            logged = fields[b"e"]
+            event = orjson.loads(logged) if self.decode else {}
+            out.append(Entry(partition, eid, fields[b"v"].decode(), event, logged))
         return out
 
     async def read(self, count: int = 500) -> list[Entry]:
@@ -134,16 +145,25 @@ async def entries_since(
 
     Stream ids are millisecond timestamps, so each partition's scan starts at
     the right entry; pages of ``page`` entries bound the memory per call.
-    Reporting and training read this way; consumers that must not miss or
+    Reporting and training read this way (through :mod:`service.events.history`,
+    which adds what the archive holds); consumers that must not miss or
     repeat use :class:`LogReader`.
     """
     for p in range(PARTITIONS):
-        start = f"{int(since * 1000)}-0"
-        while True:
-            raw: Any = await client.xrange(log_key(p), min=start, max="+", count=page)
-            for _, fields in raw:
-                yield orjson.loads(fields[b"e"])
-            if len(raw) < page:
-                break
-            ms, seq = raw[-1][0].decode().split("-")
-            start = f"{ms}-{int(seq) + 1}"
+        async for _, event in partition_since(client, p, since, page):
+            yield event
+
+
+async def partition_since(
+    client: aioredis.Redis, p: int, since: float, page: int = 5000
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    """One partition's entries appended since ``since``, oldest first, with their stream ids."""
+    start = f"{int(since * 1000)}-0"
+    while True:
+        raw: Any = await client.xrange(log_key(p), min=start, max="+", count=page)
+        for entry_id, fields in raw:
+            yield entry_id.decode(), orjson.loads(fields[b"e"])
+        if len(raw) < page:
+            break
+        ms, seq = raw[-1][0].decode().split("-")
+        start = f"{ms}-{int(seq) + 1}"

@@ -1,4 +1,5 @@
-"""Sampling the event log for the metrics: its length and each consumer group's lag."""
+"""Sampling for the metrics: the event log's length, each consumer group's lag, and Redis'
+memory against its maxmemory (an alert must fire before Redis refuses writes)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,16 @@ async def sample(client: aioredis.Redis) -> tuple[int, dict[str, tuple[int, int]
     return entries, groups
 
 
+async def memory(client: aioredis.Redis) -> tuple[int, int]:
+    """Redis' used memory and its maxmemory (0: unlimited), in bytes."""
+    info: Any = await client.info("memory")
+    return int(info.get("used_memory") or 0), int(info.get("maxmemory") or 0)
+
+
 async def run(
     client: aioredis.Redis, metrics: Metrics, interval_s: float, stop: asyncio.Event
 ) -> None:
-    """Update the log gauges every ``interval_s`` until ``stop`` is set.
+    """Update the log and memory gauges every ``interval_s`` until ``stop`` is set.
 
     Stopped by an event rather than by cancelling: redis-py can swallow a
     cancellation that lands inside a pipeline, which would leave the sampler
@@ -56,5 +63,12 @@ async def run(
             for name, (lag, pending) in groups.items():
                 metrics.log_lag.labels(name).set(lag)
                 metrics.log_pending.labels(name).set(pending)
+        try:
+            used, limit = await memory(client)
+        except (RedisError, OSError) as exc:
+            log.debug("Redis memory sample failed: %s", exc)
+        else:
+            metrics.redis_memory_used.set(used)
+            metrics.redis_memory_max.set(limit)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)

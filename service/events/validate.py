@@ -141,7 +141,8 @@ def normalize(event: Event, ts: float, catalog: Catalog | None) -> dict[str, Any
             policy_version=event.policy_version,
             source=event.source,
         )
-    base["raw"] = orjson.dumps(log).decode()
+    # fields left null are not logged: readers take a missing field for null
+    base["raw"] = orjson.dumps({k: v for k, v in log.items() if v is not None}).decode()
     return {k: v for k, v in base.items() if v is not None}
 
 

@@ -124,7 +124,8 @@ KEYS: tuple[KeySpec, ...] = (
         _P + "log",
         "stream",
         "events (every accepted event), decide (decisions); read by the log consumers",
-        "PERSONA_LOG_MAXLEN entries per partition",
+        "PERSONA_LOG_WINDOW_S once archived (service/events/window.py), "
+        "PERSONA_LOG_MEMORY_LIMIT_MB",
         personal=True,
         per_person=False,
     ),
