@@ -317,6 +317,10 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        for kind in ("redis_error", "redis_timeout", "redis_unavailable"):
+            self.redis_errors.labels(kind)  # at 0 from the start: rate() sees the first error
+        for reason in ("crashed", "rolling"):
+            self.worker_restarts.labels(reason)
         self.process = ProcessMetrics(registry, shared=shared_dir is not None)
         # the per-request series are tallied (service/tally.py) and flushed in batches
         self.tallies = t = Tallies()

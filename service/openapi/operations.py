@@ -22,7 +22,8 @@ ERRORS: dict[int, str] = {
     415: "A Content-Encoding other than gzip, deflate or identity.",
     422: "Well-formed but invalid: the message names the field and the problem; nothing is stored.",
     429: "A rate limit: wait `Retry-After` seconds.",
-    503: "Redis did not answer: nothing was stored; retry after `Retry-After` seconds.",
+    503: "Redis did not answer, or the service is overloaded: nothing was stored; retry "
+    "after `Retry-After` seconds.",
 }
 BODY_ERRORS = (400, 408, 413, 415)
 RETRY = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
