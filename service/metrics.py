@@ -321,6 +321,10 @@ class Metrics:
             self.redis_errors.labels(kind)  # at 0 from the start: rate() sees the first error
         for reason in ("crashed", "rolling"):
             self.worker_restarts.labels(reason)
+        for stage in ("open", "read", "write", "ack"):
+            self.archive_errors.labels(stage)
+        for reason in ("window", "memory_limit"):
+            self.log_trimmed.labels(reason)
         self.process = ProcessMetrics(registry, shared=shared_dir is not None)
         # the per-request series are tallied (service/tally.py) and flushed in batches
         self.tallies = t = Tallies()

@@ -91,7 +91,9 @@ def exposed_names() -> set[str]:
         "summary": ("_count", "_sum", ""),
     }
     return {
-        family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]
+        family.name + suffix
+        for family in registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
     }
 
 
@@ -132,7 +134,7 @@ def unit_test_runs() -> dict[Path, subprocess.CompletedProcess[str]]:
 
 
 def test_the_rules_and_their_tests_are_there() -> None:
-    assert [p.name for p in RULE_FILES] == ["persona-alerts.yml", "persona-slo.yml"]
+    assert {"persona-alerts.yml", "persona-slo.yml"} <= {p.name for p in RULE_FILES}
     assert len(TEST_FILES) >= 4
 
 
