@@ -192,7 +192,8 @@ class Supervisor:
         status = 0
         if all(self.wait_ready(p) for p in self.workers.values()):
             on_ready()
-        else:
+        elif not self.stopping:  # a worker died or never listened (a signal is no failure)
+            log.error("the workers did not all start listening")
             self.stopping, status = True, 1
         restarts: list[float] = []
         while not self.stopping:
