@@ -238,3 +238,40 @@ async def test_the_deadline_is_kept_by_serving_defaults_for_what_would_end_past_
     assert reasons[first_late:] == ["deadline"] * (len(names) - first_late)
     assert all(got[n]["content"] is not None for n in names)  # defaults, never blanks
     assert await metric(client, 'persona_fallbacks_total{reason="deadline"}') >= 1
+
+
+class StalledOncePredictor:
+    """Fault injection: the first prediction stalls 60 ms (a pause, a preempted core)."""
+
+    kind = "stalled-once"
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.stalled = False
+
+    def predict(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if not self.stalled:
+            self.stalled = True
+            time.sleep(0.06)
+        return np.asarray(self.inner.predict(rows), dtype=np.float64)
+
+
+async def test_one_slow_placement_does_not_stop_the_later_ones_for_good(
+    app_client: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        decide_deadline_ms=40.0, catalog_path=catalog_without_randomness(tmp_path)
+    )
+    client = await app_client(settings, server=True)
+    live = client.app[LIVE]
+    model = live.current.model
+    assert model is not None
+    live.publish(model=LoadedModel(StalledOncePredictor(model.predictor), model.manifest))
+    body = orjson.dumps({"placements": ["home-hero"], "visitor_id": VID})
+    reasons = []
+    for _ in range(12):
+        resp = await client.post("/v1/decide", data=body)
+        reasons.append((await resp.json())["decisions"]["home-hero"]["fallback"])
+    assert reasons[0] is None  # the stalled one itself was served
+    assert "deadline" in reasons  # the estimate it left then held the next ones back
+    assert reasons[-3:] == [None] * 3, reasons  # and decayed: deciding again

@@ -142,7 +142,12 @@ class DecisionEngine:
                 decisions.append(self._counted(unknown_decision(name, why, decision_id)))
                 continue
             t0 = perf_counter()
-            if t0 + (self._cost_s or 0.0) >= deadline:  # it would end past it: do not start
+            cost = self._cost_s or 0.0
+            if t0 + cost >= deadline:  # it would end past it: do not start
+                if t0 < deadline:
+                    # only the estimate said no: let it decay, or one slow placement (a
+                    # pause, a preempted core) would stop every later one from running
+                    self._cost_s = cost * (1 - COST_WEIGHT)
                 late = default_decision(placement, "fallback", "deadline", decision_id, snap.model)
                 decisions.append(self._counted(late))
                 continue
@@ -160,9 +165,9 @@ class DecisionEngine:
                     explain=explain,
                 )
             outcome = decide_placement(snap, placement, inputs, decision_id, self._rng.random())
-            spent = perf_counter() - t0
-            cost = self._cost_s
-            self._cost_s = spent if cost is None else cost + COST_WEIGHT * (spent - cost)
+            spent = min(perf_counter() - t0, self._config.deadline_s)
+            known = self._cost_s
+            self._cost_s = spent if known is None else known + COST_WEIGHT * (spent - known)
             features_s += outcome.features_s
             score_s += outcome.score_s
             decision = outcome.decision
