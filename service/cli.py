@@ -257,16 +257,20 @@ def _archive(settings: Settings, args: argparse.Namespace) -> int:
     if settings.archive_url is None:
         print("persona: archive needs PERSONA_ARCHIVE_URL", file=sys.stderr)
         return 2
-    archived, failures = asyncio.run(
-        archive_process.archive(
-            settings,
-            args.consumer or consumer_name(pid=False),
-            args.metrics_host or settings.host,
-            args.metrics_port,
-            settings.archive_interval_s,
-            once=args.once,
+    try:
+        archived, failures = asyncio.run(
+            archive_process.archive(
+                settings,
+                args.consumer or consumer_name(pid=False),
+                args.metrics_host or settings.host,
+                args.metrics_port,
+                settings.archive_interval_s,
+                once=args.once,
+            )
         )
-    )
+    except (OSError, ValueError) as exc:  # the metrics port taken, the archive URL refused
+        print(f"persona: archive: {exc}", file=sys.stderr)
+        return 2
     print(f"archived {archived} entries to {settings.archive_url}")
     return 1 if args.once and failures else 0
 

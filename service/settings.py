@@ -489,7 +489,8 @@ SPECS: tuple[Spec, ...] = (
         "log_maxlen",
         "PERSONA_LOG_MAXLEN",
         _int_range(1000, 10**9),
-        "Approximate maximum entries kept per event-log partition (64 partitions).",
+        "Last-resort cap on the entries of an event-log partition (64 partitions), applied "
+        "as they are written; PERSONA_LOG_WINDOW_S and PERSONA_LOG_MEMORY_LIMIT_MB bind first.",
     ),
     Spec(
         "dedupe_window_s",

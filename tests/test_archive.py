@@ -17,7 +17,12 @@ import pyarrow.parquet as pq
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from service.events.archive import ARCHIVE_GROUP, Archiver, write_batch
+from service.events.archive import (
+    ARCHIVE_GROUP,
+    Archiver,
+    forget_idle_consumers,
+    write_batch,
+)
 from service.events.archive_store import ArchiveStore
 from service.events.history import log_entries
 from service.events.log import LogReader
@@ -172,6 +177,37 @@ async def test_archive_command_once_to_a_file_uri(
     assert not list(root.rglob("*.tmp"))
     missing = await asyncio.to_thread(run_persona, ["archive"], {"PERSONA_REDIS_URL": redis_url})
     assert missing.returncode == 2 and "PERSONA_ARCHIVE_URL" in missing.stderr
+    # archiving stopped for good: the group goes, and with it its hold on the window
+    r = aioredis.Redis.from_url(redis_url)
+    holding = [p for p in range(PARTITIONS) if await r.exists(log_key(p))]
+    dropped = await asyncio.to_thread(run_persona, ["archive", "--drop-group"], env)
+    assert dropped.returncode == 0, dropped.stderr
+    assert f"dropped the archive group from {len(holding)} partitions" in dropped.stdout
+    for p in holding:
+        assert await r.xinfo_groups(log_key(p)) == []
+    await r.aclose()
+
+
+async def test_gone_consumers_are_forgotten_but_not_those_holding_entries(
+    server_client: Any, redis_url: str
+) -> None:
+    await post_views(server_client, 40)
+    r = aioredis.Redis.from_url(redis_url)
+    done = LogReader(r, ARCHIVE_GROUP, "host-101", decode=False)
+    await done.ensure_groups()
+    await done.ack(await done.read(1000))
+    await post_views(server_client, 10, 40)
+    holding = LogReader(r, ARCHIVE_GROUP, "host-102", decode=False)
+    held = await holding.read(1000)
+    assert len(held) == 10  # pending: its entries must stay claimable
+    held_in = {e.partition for e in held}
+    # both were made consumers on all 64 partitions by reading them
+    assert await forget_idle_consumers(r, ARCHIVE_GROUP, idle_ms=0) == 2 * 64 - len(held_in)
+    for p in range(PARTITIONS):
+        consumers: Any = await r.xinfo_consumers(log_key(p), ARCHIVE_GROUP)
+        assert [c["name"].decode() for c in consumers] == (["host-102"] if p in held_in else [])
+    assert (await LogReader(r, ARCHIVE_GROUP, "x").lag())["pending"] == 10
+    await r.aclose()
 
 
 def _archive_process(redis_url: str, root: Path, port: int) -> subprocess.Popen[bytes]:
@@ -255,9 +291,20 @@ async def test_in_service_archiver_archives_and_the_window_trims(
         [e["event_id"] async for e in log_entries(r, 0.0, ArchiveStore(str(tmp_path / "archive")))]
     )
     assert ids == [f"arc-{i:08d}" for i in range(200)]
+    # PERSONA_ARCHIVE_INTERVAL_S paces the passes (the default, 10 s, would miss this)
+    await post_views(client, 50, 200)
+    for _ in range(100):
+        if len(archived_rows(tmp_path / "archive")) >= 250:
+            break
+        await asyncio.sleep(0.05)
+    assert len(archived_rows(tmp_path / "archive")) == 250
+    for _ in range(100):  # trimmed in turn
+        if not await redis_log(r):
+            break
+        await asyncio.sleep(0.05)
     text = await (await client.get("/metrics")).text()
-    assert "persona_archive_entries_total 200.0" in text
-    assert 'persona_event_log_trimmed_entries_total{reason="window"} 200.0' in text
+    assert "persona_archive_entries_total 250.0" in text
+    assert 'persona_event_log_trimmed_entries_total{reason="window"} 250.0' in text
     assert 'persona_event_log_consumer_lag{group="archive"} 0.0' in text
     assert "persona_redis_memory_used_bytes " in text
     await r.aclose()

@@ -21,6 +21,7 @@ from service.events.log import LogReader, stream_id_key
 from service.metrics import Metrics
 from service.store.keyspace import PARTITIONS, log_key
 from tests.helpers import PATIENT, exploring_catalog, run_persona
+from tests.test_admin_api import token
 from tests.test_train_from_log import drive_traffic
 
 HALF_LIFE_S = 14 * 86400
@@ -80,6 +81,13 @@ async def test_a_window_split_between_archive_and_redis_reads_as_all_redis(
     assert from_both.skipped == rows.skipped
     assert await variant_counts(r, 0.0, archive=store) == counts
     await r.aclose()
+    # the stats route reads the archive named by PERSONA_ARCHIVE_URL
+    archived = await app_client(
+        make_settings(catalog_path=catalog_path, archive_url=str(tmp_path / "archive"))
+    )
+    auth = await token(redis_url, "stats", ["config:read"])
+    stats = await (await archived.get("/v1/admin/stats?days=1", headers=auth)).json()
+    assert stats["placements"] == counts and counts["home-hero"]
 
     # the command reads the archive named by PERSONA_ARCHIVE_URL
     env = {

@@ -61,6 +61,7 @@ SCHEMA = pa.schema(
 """One row per log entry: where it was in Redis, whose it is, its type and time, its JSON."""
 
 FORGET_CONSUMERS_IDLE_MS = 86_400_000
+SLICE = 1000
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 # every entry Persona writes starts with its type, and its first "timestamp" (or "ts") key is
 # its time: a decision's comes before its nested profile, events nest no objects, and a
@@ -75,18 +76,13 @@ def consumer_name(pid: bool = True) -> str:
     return f"{host}-{os.getpid()}" if pid else host
 
 
-def date_of(entry: Entry) -> str:
-    """The UTC day Redis appended the entry (its folder in the archive)."""
-    return time.strftime("%Y-%m-%d", time.gmtime(entry.millis / 1000))
-
-
 def file_name(table: pa.Table, consumer: str) -> str:
     """The archive path of one day's batch (named by its entries, so a batch is one file)."""
     keys = np.stack(
         [table.column(c).to_numpy().astype(np.int64) for c in ("partition", "ms", "seq")]
     )
     keys = keys[:, np.lexsort(keys[::-1])]
-    first = int(np.argmin(keys[1] * (1 << 32) + keys[2]))
+    first = int(np.lexsort((keys[2], keys[1]))[0])
     first_id = f"{keys[1, first]}-{keys[2, first]}"
     digest = hashlib.blake2b(keys.tobytes(), digest_size=6).hexdigest()
     day = time.strftime("%Y-%m-%d", time.gmtime(int(keys[1, first]) / 1000))
@@ -106,8 +102,15 @@ def table_of(entries: Sequence[Entry]) -> pa.Table:
     """The entries as an archive table (:data:`SCHEMA`).
 
     Built column by column in Arrow (the type and time found by pattern, not by
-    decoding each entry): in the service, this runs beside the request path.
+    decoding each entry), a slice of entries at a time: in the service this runs
+    in a thread beside the request path, and converting a Python list holds the
+    interpreter lock for as long as the list is long.
     """
+    slices = [_table(entries[i : i + SLICE]) for i in range(0, len(entries), SLICE)]
+    return pa.concat_tables(slices).combine_chunks()
+
+
+def _table(entries: Sequence[Entry]) -> pa.Table:
     ids = pa.array([e.id for e in entries], pa.string())
     parts = pc.split_pattern(ids, "-")
     event = _events(entries)
@@ -155,11 +158,11 @@ def encode(table: pa.Table) -> bytes:
 def write_batch(store: ArchiveStore, entries: Sequence[Entry], consumer: str) -> list[str]:
     """Write the entries, one file per day; return the files written (blocking: run it in a
     thread)."""
-    by_date: dict[str, list[Entry]] = {}
+    by_day: dict[int, list[Entry]] = {}
     for e in entries:
-        by_date.setdefault(date_of(e), []).append(e)
+        by_day.setdefault(e.millis // 86_400_000, []).append(e)
     written = []
-    for group in by_date.values():
+    for group in by_day.values():
         table = table_of(group)
         path = file_name(table, consumer)
         store.write(path, encode(table))
@@ -189,13 +192,16 @@ class Archiver:
         self.read_count = read_count
         self.min_idle_ms = min_idle_ms
         self.reader = self._new_reader()
+        self._grouped = False
         self.archived = 0
         """Entries this archiver wrote and acknowledged."""
         self.failures = 0
         """Passes that failed."""
 
     def _new_reader(self) -> LogReader:
-        # a fresh reader first re-reads this consumer's pending entries
+        # a fresh reader first re-reads this consumer's pending entries (and the groups are
+        # checked again: a failure may have been a flushed Redis)
+        self._grouped = False
         return LogReader(self.client, ARCHIVE_GROUP, self.consumer, self.min_idle_ms, decode=False)
 
     async def archive_once(self) -> int:
@@ -203,7 +209,9 @@ class Archiver:
         the entries written. Failures are counted by stage and leave the entries pending."""
         stage = "read"
         try:
-            await self.reader.ensure_groups()
+            if not self._grouped:
+                await self.reader.ensure_groups()
+                self._grouped = True
             batch: dict[tuple[int, str], Entry] = {}
             while len(batch) < self.max_entries:
                 # a slow pass can claim back its own entries (idle past min_idle): once each

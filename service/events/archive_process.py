@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.exceptions import ResponseError
 
 from service.events import window
 from service.events.archive import ARCHIVE_GROUP, Archiver
@@ -66,7 +67,7 @@ async def drop_group(settings: Settings) -> int:
     try:
         dropped = 0
         for p in range(PARTITIONS):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ResponseError):  # no such stream
                 dropped += int(await client.xgroup_destroy(log_key(p), ARCHIVE_GROUP))
         return dropped
     finally:

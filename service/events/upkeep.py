@@ -35,5 +35,6 @@ async def run(
                 "cannot open the archive %s, nothing is archived: %s", settings.archive_url, exc
             )
         else:
-            tasks.append(Archiver(client, store, metrics, consumer_name()).run(stop))
+            archiver = Archiver(client, store, metrics, consumer_name())
+            tasks.append(archiver.run(stop, settings.archive_interval_s))
     await asyncio.gather(*tasks)
