@@ -45,7 +45,7 @@ REDIS_NICE = -10
 SHEDDING_OFF_MS = (
     "10000"  # the longest budget allowed: no lag below the 5 s client timeout reaches it
 )
-RATES = [1000, 1500, 2000, 2500, 3000, 3500, 4000, 4500, 5000]
+RATES = [500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 3500, 4000, 5000]
 
 
 @contextlib.contextmanager
