@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from service.settings import DEFAULT_CATALOG, REPO_DIR
 from tests.conftest import process_env
+from tests.sdk_pages import wait_until
 from tests.served import Served, served
 
 TRAIL_RUNNING = [
@@ -124,7 +125,7 @@ def test_browsing_a_sport_turns_the_hero_and_the_offer_to_it(
     v = Visitor(browser, shop)
     v.visit("/demo/")
     v.consent(True)
-    assert v.cookie()
+    wait_until(v.cookie)  # set by the call the consent makes, which may still be on its way
     for path in pages:
         v.visit(path)
     v.visit("/demo/")
