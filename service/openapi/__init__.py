@@ -47,9 +47,11 @@ client address and per visitor (`429` with `Retry-After`); configuration documen
 32 levels. Every limit of a field is in its schema.
 
 **Errors** are JSON `{"error": "<code>", "message": "<text>"}`. A failing backend never fails a \
-decision: `/v1/decide` answers `200` with the slot's default and a `fallback` reason (also `overloaded` when the service sheds load).
+decision: `/v1/decide` answers `200` with the slot's default and a `fallback` reason (also \
+`overloaded` when the service sheds load).
 
-**Request ids.** Every answer carries `X-Request-Id`: the caller's own (up to 128 letters, digits and `._:-`) or a minted one; the service's log lines of that request carry it too."""
+**Request ids.** Every answer carries `X-Request-Id`: the caller's own (up to 128 letters, \
+digits and `._:-`) or a minted one; the service's log lines of that request carry it too."""
 
 
 def build() -> dict[str, Any]:
