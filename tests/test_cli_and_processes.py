@@ -91,6 +91,9 @@ def test_two_workers_share_the_port_and_aggregate_metrics(
     )
     try:
         wait_ready(port, proc)
+        assert proc.stdout is not None
+        while b"Persona is serving" not in proc.stdout.readline():  # both workers listen
+            assert proc.poll() is None
         workers = [c for c in children(proc.pid) if "spawn_main" in cmdline(c)]
         assert len(workers) == 2
         for _ in range(40):

@@ -22,6 +22,7 @@ from service.store.address import redis_client_for
 from service.store.keyspace import ALIAS_MAX_DEPTH, describe, profile_key, spec_of
 from tests.conftest import SITE_SECRET
 from tests.helpers import (
+    PATIENT,
     catalog_without_randomness,
     cookie_visitor,
     fan_profile,
@@ -109,7 +110,7 @@ async def test_decisions_and_events_follow_the_same_aliases(
     for here, there in itertools.pairwise(chain):
         sync_redis.set(profile_key(here), orjson.dumps({"alias": there}), ex=3600)
     store_profile(redis_url, chain[-1], fan_profile("yoga"))
-    settings = make_settings(catalog_path=catalog_without_randomness(tmp_path))
+    settings = make_settings(catalog_path=catalog_without_randomness(tmp_path), **PATIENT)
     server = await app_client(settings, server=True)
     body = {"placements": ["home-hero"], "visitor_id": chain[0]}
     hero = (await (await server.post("/v1/decide", json=body)).json())["decisions"]["home-hero"]
