@@ -203,21 +203,27 @@ async def test_missing_catalog(app_client: Any, make_settings: Any, tmp_path: Pa
 
 
 class SlowPredictor:
-    """Fault injection: a model that takes 15 ms per placement."""
+    """Fault injection: a model that takes ``seconds`` per prediction (only for the first
+    ``times`` predictions when given: a one-off pause or preempted core)."""
 
     kind = "slow"
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, seconds: float, times: int | None = None) -> None:
         self.inner = inner
+        self.seconds = seconds
+        self.times = times
 
     def predict(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        time.sleep(0.015)
+        if self.times is None or self.times > 0:
+            self.times = None if self.times is None else self.times - 1
+            time.sleep(self.seconds)
         return np.asarray(self.inner.predict(rows), dtype=np.float64)
 
 
-async def test_the_deadline_is_kept_by_serving_defaults_for_what_would_end_past_it(
-    app_client: Any, make_settings: Any, tmp_path: Path
-) -> None:
+async def slowed(
+    app_client: Any, make_settings: Any, tmp_path: Path, seconds: float, times: int | None
+) -> Any:
+    """A server's client of an app with a 40 ms deadline whose model is slowed."""
     settings = make_settings(
         decide_deadline_ms=40.0, catalog_path=catalog_without_randomness(tmp_path)
     )
@@ -225,7 +231,14 @@ async def test_the_deadline_is_kept_by_serving_defaults_for_what_would_end_past_
     live = client.app[LIVE]
     model = live.current.model
     assert model is not None
-    live.publish(model=LoadedModel(SlowPredictor(model.predictor), model.manifest))
+    live.publish(model=LoadedModel(SlowPredictor(model.predictor, seconds, times), model.manifest))
+    return client
+
+
+async def test_the_deadline_is_kept_by_serving_defaults_for_what_would_end_past_it(
+    app_client: Any, make_settings: Any, tmp_path: Path
+) -> None:
+    client = await slowed(app_client, make_settings, tmp_path, 0.015, None)
     names = ["home-hero", "sidebar-offer", "article-footer"]  # 15 ms each, 40 ms to spend
     body = orjson.dumps({"placements": names, "visitor_id": VID})
     resp = await client.post("/v1/decide", data=body)
@@ -240,33 +253,10 @@ async def test_the_deadline_is_kept_by_serving_defaults_for_what_would_end_past_
     assert await metric(client, 'persona_fallbacks_total{reason="deadline"}') >= 1
 
 
-class StalledOncePredictor:
-    """Fault injection: the first prediction stalls 60 ms (a pause, a preempted core)."""
-
-    kind = "stalled-once"
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.stalled = False
-
-    def predict(self, rows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        if not self.stalled:
-            self.stalled = True
-            time.sleep(0.06)
-        return np.asarray(self.inner.predict(rows), dtype=np.float64)
-
-
 async def test_one_slow_placement_does_not_stop_the_later_ones_for_good(
     app_client: Any, make_settings: Any, tmp_path: Path
 ) -> None:
-    settings = make_settings(
-        decide_deadline_ms=40.0, catalog_path=catalog_without_randomness(tmp_path)
-    )
-    client = await app_client(settings, server=True)
-    live = client.app[LIVE]
-    model = live.current.model
-    assert model is not None
-    live.publish(model=LoadedModel(StalledOncePredictor(model.predictor), model.manifest))
+    client = await slowed(app_client, make_settings, tmp_path, 0.06, 1)  # one 60 ms stall
     body = orjson.dumps({"placements": ["home-hero"], "visitor_id": VID})
     reasons = []
     for _ in range(12):
